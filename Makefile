@@ -1,0 +1,44 @@
+# gradus: every target does its own set-up from a fresh clone.
+#   make demo   environment + embedded default + the main job end to end
+#   make test   environment + the default test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.gradus-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# DeepSpeed must not try to compile CUDA ops at install time on CPU machines.
+export DS_BUILD_OPS := 0
+# wandb never phones home unless a user opts in.
+export WANDB_MODE ?= offline
+
+.PHONY: env demo test test-slow bench clean
+
+env: $(STAMP)
+
+# pip (not uv/poetry): only pip picks up the machine's local CPU torch wheel. The lock file pins
+# the tested set; torchaudio/torchcodec are left out (CUDA builds that break `from vllm import LLM`).
+$(STAMP): requirements/cpu.lock.txt setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@start=$$(date +%s); \
+	$(PY) -m pip install -q -r requirements/cpu.lock.txt 2>&1 | { grep -v "^WARNING: Location" || true; } ; \
+	$(PY) -m pip install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; } ; \
+	$(PY) -m engine.env.install_hooks && \
+	$(PY) -c "import torchvision, vllm, verl, ray, transformers, deepspeed, trl" && \
+	echo "environment ready in $$(( $$(date +%s) - start ))s" && touch $(STAMP)
+
+demo: env
+	$(VENV)/bin/gradus demo
+
+test: env
+	$(PY) -m pytest tests -q
+
+test-slow: env
+	$(PY) -m pytest tests -q -m slow
+
+bench: env
+	$(PY) benchmarks/warmstart.py
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,180 @@
+"""`gradus` command line: one subcommand per recipe, each `--config FILE` plus `key=value` overrides.
+
+The recipe registry below is the single list of what the CLI can run (torchtune style); each
+entry names its config dataclass, default YAML and the function that runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.config import ConfigError, config_hash, dump_yaml, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # "group action", e.g. "data synth"
+    help: str
+    config_cls: Callable[[], type]  # lazy: heavy imports happen only for the recipe that runs
+    default_config: str  # relative to configs/
+    run: Callable[[Any, argparse.Namespace], Any]  # (config, parsed CLI args)
+    extra_args: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+def _synth_cls():
+    from engine.synth.config import SynthConfig
+
+    return SynthConfig
+
+
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="", help="output directory (default: the gradus cache, keyed by config hash)")
+
+
+def _run_synth(cfg, args) -> dict:
+    from engine.synth import build_corpus
+    from rl.warmstart import cache_root
+
+    out = args.out or str(cache_root() / "corpus" / f"synth-{config_hash(cfg)}")
+    return {"out": out, **build_corpus(cfg, out)}
+
+
+def _warmstart_cls():
+    from rl.warmstart import WarmstartConfig
+
+    return WarmstartConfig
+
+
+def _run_warmstart(cfg, args) -> dict:
+    from rl.warmstart import ensure_warmstart
+
+    path = ensure_warmstart(cfg)
+    record = json.loads((path / "warmstart.json").read_text())
+    return {"model_path": str(path), **{k: record[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
+
+
+def _generate_cls():
+    from pipelines.generate import GenerateJobConfig
+
+    return GenerateJobConfig
+
+
+def _run_generate(cfg, args) -> dict:
+    from pipelines.generate import run_generate
+
+    return run_generate(cfg)
+
+
+def _demo_cls():
+    from engine.demo import DemoConfig
+
+    return DemoConfig
+
+
+def _run_demo(cfg, args) -> dict:
+    from engine.demo import run_demo
+
+    return run_demo(cfg)
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in [
+        Recipe("data synth", "render the synthetic verifiable corpus to canonical parquet shards", _synth_cls, "synth/default.yaml", _run_synth, _synth_args),
+        Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)", _warmstart_cls, "warmstart/tiny.yaml", _run_warmstart),
+        Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
+        Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
+    ]
+}
+
+
+def _add_recipe_args(p: argparse.ArgumentParser, recipe: Recipe) -> None:
+    p.add_argument("--config", default=str(CONFIG_DIR / recipe.default_config), help=f"YAML config (default configs/{recipe.default_config})")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, values parsed as YAML")
+    if recipe.extra_args:
+        recipe.extra_args(p)
+    p.set_defaults(recipe=recipe)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine import __version__
+
+    parser = argparse.ArgumentParser(prog="gradus", description="Difficulty-aware data shaping for multimodal RL post-training.")
+    parser.add_argument("--version", action="version", version=f"gradus {__version__}")
+    top = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for recipe in RECIPES.values():
+        words = recipe.name.split()
+        if len(words) == 1:
+            _add_recipe_args(top.add_parser(words[0], help=recipe.help), recipe)
+            continue
+        if words[0] not in groups:
+            groups[words[0]] = top.add_parser(words[0], help=f"{words[0]} commands").add_subparsers(dest="action", required=True)
+        _add_recipe_args(groups[words[0]].add_parser(words[1], help=recipe.help), recipe)
+    data = groups["data"]
+    conv = data.add_parser("convert", help="read a foreign format into canonical shards (+ quarantine)")
+    conv.add_argument("--from", dest="fmt", required=True)
+    conv.add_argument("--input", required=True)
+    conv.add_argument("--out", required=True)
+    conv.add_argument("--image-root", action="append", default=[], help="directory image paths may resolve under (repeatable)")
+    conv.set_defaults(handler=_cmd_convert)
+    exp = data.add_parser("export", help="write canonical shards in a training framework's format")
+    exp.add_argument("--to", dest="fmt", required=True)
+    exp.add_argument("--input", required=True)
+    exp.add_argument("--out", required=True)
+    exp.set_defaults(handler=_cmd_export)
+    return parser
+
+
+def _cmd_convert(args) -> dict:
+    from engine.data.formats import read_records
+    from engine.data.images import ImagePolicy
+    from engine.data.shards import write_quarantine, write_shards
+
+    samples, quarantined = read_records(args.fmt, args.input, ImagePolicy(roots=tuple(args.image_root)))
+    written = write_shards(samples, args.out)
+    qpath = write_quarantine(quarantined, args.out)
+    reasons: dict[str, int] = {}
+    for q in quarantined:
+        reasons[q.reason] = reasons.get(q.reason, 0) + 1
+    return {"samples": len(samples), "shards": [str(p) for p in written], "quarantined": len(quarantined), "reasons": reasons, "quarantine_file": str(qpath) if qpath else None}
+
+
+def _cmd_export(args) -> dict:
+    from engine.data.formats import write_records
+    from engine.data.shards import iter_samples
+
+    paths = write_records(args.fmt, list(iter_samples(args.input)), args.out)
+    return {"written": [str(p) for p in paths]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if hasattr(args, "handler"):
+            result = args.handler(args)
+        else:
+            recipe: Recipe = args.recipe
+            cfg = load_config(recipe.config_cls(), args.config, args.overrides)
+            if args.print_config:
+                print(dump_yaml(cfg), end="")
+                return 0
+            result = recipe.run(cfg, args)
+    except (ConfigError, FileNotFoundError, KeyError) as exc:
+        print(f"gradus: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

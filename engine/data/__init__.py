@@ -1,0 +1,1 @@
+"""Canonical sample model, guarded image decoding, shards and format adapters."""

@@ -1,0 +1,1 @@
+"""Environment fixes that must hold in every process of a gradus environment."""

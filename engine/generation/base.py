@@ -1,0 +1,70 @@
+"""The backend interface shared by scoring, evaluation and rejection sampling."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from PIL import Image
+
+from engine.config import ConfigError
+from engine.data.sample import Message
+
+
+@dataclass
+class GenerationConfig:
+    """config: generation.* -- backend choice, engine settings, sampling."""
+
+    backend: str = "vllm"  # "vllm" | "hf"
+    model_path: str = ""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16  # caps cost: generation length dominates scoring time
+    hf_batch_size: int = 32
+    dtype: str = "float32"
+    max_model_len: int = 512
+    # vLLM on CPU reserves this fraction of memory for the engine (the flag keeps its GPU name).
+    gpu_memory_utilization: float = 0.2
+    cpu_kvcache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE, CPU only
+    enforce_eager: bool = True
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.backend not in ("vllm", "hf"):
+            raise ConfigError(f"generation.backend {self.backend!r} not in ('vllm', 'hf')")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ConfigError("generation: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+
+
+@dataclass
+class GenerationRequest:
+    messages: Sequence[Message]  # prompt turns, `<image>` placeholders in content
+    images: Sequence[Image.Image]
+    seed: int | None = None  # per-request sampling seed (vLLM honours it exactly)
+
+
+@dataclass
+class Generation:
+    text: str
+    num_tokens: int
+    finish_reason: str = ""
+
+
+class GenerationBackend:
+    """Holds one engine for its whole life; `generate` takes many requests at once."""
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def make_backend(cfg: GenerationConfig) -> GenerationBackend:
+    cfg.validate()
+    if cfg.backend == "vllm":
+        from engine.generation.vllm_backend import VLLMBackend
+
+        return VLLMBackend(cfg)
+    from engine.generation.hf_backend import HFBackend
+
+    return HFBackend(cfg)

@@ -1,0 +1,159 @@
+"""Recipe: the embedded default model. Synthetic corpus -> tiny Qwen2.5-VL -> SFT (Ray Train) -> eval.
+
+Every artifact is cached under the gradus cache keyed by the hash of the config that made it,
+so `make demo`, `make test` and benchmarks build it once per machine and reuse it afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import __version__
+from engine.config import ConfigError, config_hash, to_dict
+from engine.data.sample import IMAGE_PLACEHOLDER
+from engine.data.shards import iter_samples
+from engine.generation.base import GenerationConfig
+from engine.model.chat import format_response
+from engine.model.tiny import TinyModelConfig, build_tiny_model
+from engine.synth.config import SynthConfig
+from rl.sft.config import SFTConfig
+
+
+@dataclass
+class WarmstartEval:
+    split: str = "test"
+    max_per_family: int = 100
+    batch_size: int = 64
+    max_new_tokens: int = 24
+
+
+@dataclass
+class WarmstartAcceptance:
+    """The spread difficulty scoring needs: neither an oracle nor a model that answers nothing."""
+
+    overall_min: float = 0.30
+    overall_max: float = 0.85
+    some_family_above: float = 0.70
+    some_family_below: float = 0.40
+
+
+@dataclass
+class WarmstartConfig:
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: WarmstartEval = field(default_factory=WarmstartEval)
+    acceptance: WarmstartAcceptance = field(default_factory=WarmstartAcceptance)
+    cache_dir: str = ""  # default: $GRADUS_CACHE or ~/.cache/gradus
+
+    def validate(self) -> None:
+        if self.eval.max_per_family < 1:
+            raise ConfigError("eval.max_per_family must be >= 1")
+
+
+def cache_root(cfg_dir: str = "") -> Path:
+    root = cfg_dir or os.environ.get("GRADUS_CACHE") or "~/.cache/gradus"
+    return Path(root).expanduser().resolve()
+
+
+def _corpus_texts(corpus_dir: Path, response_template: str):
+    for s in iter_samples(corpus_dir / "train"):
+        for m in s.messages:
+            yield m.content.replace(IMAGE_PLACEHOLDER, "")
+        yield format_response(s.answer, response_template)
+
+
+def ensure_corpus(cfg: SynthConfig, root: Path) -> Path:
+    from engine.synth import build_corpus
+
+    out = root / "corpus" / f"synth-{config_hash(cfg)}"
+    if not (out / "manifest.json").exists():
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_corpus(cfg, tmp)
+        tmp.rename(out)
+    return out
+
+
+def evaluate_model(model_path: Path, corpus_dir: Path, ev: WarmstartEval) -> dict:
+    """Greedy accuracy at mask ratio 0 on the eval split, per family (HF backend, batched)."""
+    from engine.evaluation import evaluate_samples
+    from engine.generation.hf_backend import HFBackend
+
+    per_family: dict[str, int] = {}
+    samples = []
+    for s in iter_samples(corpus_dir / ev.split):
+        if per_family.get(s.task, 0) < ev.max_per_family:
+            per_family[s.task] = per_family.get(s.task, 0) + 1
+            samples.append(s)
+    backend = HFBackend(GenerationConfig(backend="hf", model_path=str(model_path), hf_batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens))
+    report = evaluate_samples(backend, samples)
+    return {**report.summary(), "examples": [vars(i) for i in report.items[:: max(1, len(report.items) // 12)]]}
+
+
+def accepted(report: dict, acc: WarmstartAcceptance) -> tuple[bool, str]:
+    fam = report["per_family"].values()
+    checks = [
+        (acc.overall_min <= report["overall_acc"] <= acc.overall_max, f"overall {report['overall_acc']:.3f} in [{acc.overall_min}, {acc.overall_max}]"),
+        (max(fam) > acc.some_family_above, f"best family {max(fam):.3f} > {acc.some_family_above}"),
+        (min(fam) < acc.some_family_below, f"worst family {min(fam):.3f} < {acc.some_family_below}"),
+    ]
+    return all(ok for ok, _ in checks), "; ".join(("ok: " if ok else "FAILED: ") + why for ok, why in checks)
+
+
+def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
+    """The warm-started model folder for `cfg`, building whatever is not cached yet."""
+    cfg.validate()
+    root = cache_root(cfg.cache_dir)
+    key = config_hash(cfg)
+    final = root / "models" / f"warmstart-{key}"
+    if (final / "warmstart.json").exists() and not force:
+        return final
+    timings: dict[str, float] = {}
+    t0 = time.time()
+    corpus = ensure_corpus(cfg.synth, root)
+    timings["corpus_s"] = time.time() - t0
+
+    t1 = time.time()
+    init_dir = root / "models" / f"tiny-init-{key}"
+    shutil.rmtree(init_dir, ignore_errors=True)
+    build_tiny_model(cfg.model, _corpus_texts(corpus, cfg.sft.response_template), init_dir)
+    timings["build_s"] = time.time() - t1
+
+    t2 = time.time()
+    from rl.sft.ray_train import run_sft
+
+    sft_cfg = SFTConfig(**{**to_dict(cfg.sft), "model_path": str(init_dir), "train_data": str(corpus / "train"), "output_dir": str(final)})
+    meta = {"model_id": cfg.model.model_id, "warmstart_config_hash": key, "corpus": str(corpus)}
+    sft_summary = run_sft(sft_cfg, parent_meta=meta)
+    timings["sft_s"] = time.time() - t2
+
+    t3 = time.time()
+    report = evaluate_model(final, corpus, cfg.eval)
+    timings["eval_s"] = time.time() - t3
+    ok, why = accepted(report, cfg.acceptance)
+    record = {
+        "model_id": cfg.model.model_id,
+        "config_hash": key,
+        "seed": cfg.sft.seed,
+        "gradus_version": __version__,
+        "overall_acc": report["overall_acc"],
+        "per_family": report["per_family"],
+        "eval_split": cfg.eval.split,
+        "eval_n": report["n"],
+        "accepted": ok,
+        "acceptance": why,
+        "wall_s": round(time.time() - t0, 1),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "sft_steps": sft_summary["steps"],
+        "final_loss": sft_summary["loss_curve"][-1]["loss"] if sft_summary["loss_curve"] else None,
+        "examples": report["examples"],
+        "config": to_dict(cfg),
+    }
+    (final / "warmstart.json").write_text(json.dumps(record, indent=2))
+    shutil.rmtree(init_dir, ignore_errors=True)
+    return final
