@@ -5,6 +5,7 @@ so `make demo`, `make test` and benchmarks build it once per machine and reuse i
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -109,7 +110,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     """The warm-started model folder for `cfg`, building whatever is not cached yet."""
     cfg.validate()
     root = cache_root(cfg.cache_dir)
-    key = config_hash(cfg)
+    key = config_hash(dataclasses.replace(cfg, cache_dir=""))  # where it is cached is not what it is
     final = root / "models" / f"warmstart-{key}"
     if (final / "warmstart.json").exists() and not force:
         return final

@@ -20,6 +20,7 @@ class GenerationConfig:
     top_p: float = 1.0
     max_new_tokens: int = 16  # caps cost: generation length dominates scoring time
     hf_batch_size: int = 32
+    device: str = "auto"  # hf backend: "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     dtype: str = "float32"
     max_model_len: int = 512
     # vLLM on CPU reserves this fraction of memory for the engine (the flag keeps its GPU name).

@@ -19,7 +19,8 @@ class HFBackend(GenerationBackend):
         self.model = model or AutoModelForImageTextToText.from_pretrained(
             cfg.model_path, local_files_only=True, dtype=getattr(torch, cfg.dtype)
         )
-        self.model.eval()
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.model.to(self.device).eval()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         out: list[Generation] = []
@@ -34,7 +35,7 @@ class HFBackend(GenerationBackend):
             for r in requests
         ]
         images = [img for r in requests for img in r.images]
-        inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
+        inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True).to(self.device)
         sample = self.cfg.temperature > 0
         if sample and requests[0].seed is not None:
             torch.manual_seed(requests[0].seed)  # HF samples a batch from one generator

@@ -153,7 +153,7 @@ def build_tiny_model(cfg: TinyModelConfig, corpus_texts: Iterable[str], out_dir:
             num_key_value_heads=t.num_key_value_heads,
             max_position_embeddings=t.max_position_embeddings,
             rope_parameters={"rope_type": "default", "rope_theta": t.rope_theta, "mrope_section": list(t.mrope_section)},
-            bos_token_id=ids["<|endoftext|>"],
+            bos_token_id=None,  # like Qwen's tokenizer: no BOS is prepended
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
             tie_word_embeddings=True,

@@ -52,7 +52,7 @@ def _train_loop(loop_config: dict) -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, total_steps))
 
     shard = ray.train.get_dataset_shard("train")
-    step, started, window = 0, time.time(), []
+    step, started, window, curve = 0, time.time(), [], []
     for epoch in range(cfg.epochs):
         batches = shard.iter_batches(
             batch_size=cfg.batch_size,
@@ -75,6 +75,7 @@ def _train_loop(loop_config: dict) -> None:
                 elapsed = time.time() - started
                 eta = elapsed / step * max(0, total_steps - step)
                 metrics = {"step": step, "epoch": epoch, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0]}
+                curve.append({"step": step, "loss": round(metrics["loss"], 5)})
                 if rank == 0:
                     print(f"[sft] step {step}/{total_steps} epoch {epoch} loss {metrics['loss']:.4f} elapsed {elapsed:.0f}s eta {eta:.0f}s", flush=True)
                 ray.train.report(metrics)
@@ -84,7 +85,8 @@ def _train_loop(loop_config: dict) -> None:
         if cfg.max_steps and step >= cfg.max_steps:
             break
 
-    final = {"step": step, "epoch": cfg.epochs - 1, "loss": sum(window) / len(window) if window else float("nan"), "done": True}
+    # The whole curve rides on the last report: the driver reads it from result.metrics.
+    final = {"step": step, "loss": curve[-1]["loss"] if curve else float("nan"), "loss_curve": curve, "done": True}
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             unwrapped = model.module if hasattr(model, "module") else model
@@ -122,7 +124,7 @@ def run_sft(cfg: SFTConfig, *, parent_meta: dict | None = None) -> dict:
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker={"CPU": cfg.cpus_per_worker}
         ),
-        run_config=RunConfig(name=f"sft-{config_hash(cfg)}", storage_path=str(out.parent / "ray_train"), log_to_file=False),
+        run_config=RunConfig(name=f"sft-{config_hash(cfg)}", storage_path=str(out.parent / "ray_train")),
         datasets={"train": dataset},
     )
     result = trainer.fit()
@@ -132,10 +134,7 @@ def run_sft(cfg: SFTConfig, *, parent_meta: dict | None = None) -> dict:
     shutil.rmtree(tmp_out, ignore_errors=True)
     with result.checkpoint.as_directory() as ckpt_dir:
         shutil.copytree(ckpt_dir, tmp_out)
-    curve = []
-    if result.metrics_dataframe is not None:
-        frame = result.metrics_dataframe
-        curve = [{"step": int(r["step"]), "loss": float(r["loss"])} for _, r in frame.iterrows() if not r.get("done", False)]
+    curve = (result.metrics or {}).get("loss_curve", [])
     summary = {
         "stage": "sft",
         "model_id": (parent_meta or {}).get("model_id", cfg.model_path),

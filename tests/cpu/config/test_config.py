@@ -1,0 +1,52 @@
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine.config import ConfigError, config_hash, load_config
+
+
+@dataclass
+class Inner:
+    ratio: float = 0.5
+    names: list[str] = field(default_factory=lambda: ["a"])
+
+
+@dataclass
+class Outer:
+    seed: int = 0
+    mode: str = "paper"
+    inner: Inner = field(default_factory=Inner)
+    path: str | None = None
+
+    def validate(self):
+        if self.mode not in ("paper", "code"):
+            raise ConfigError(f"mode {self.mode!r}")
+
+
+def test_yaml_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("seed: 3\ninner:\n  ratio: 0.25\n")
+    cfg = load_config(Outer, f, ["inner.names=[x, y]", "mode=code", "inner.ratio=1"])
+    assert cfg == Outer(seed=3, mode="code", inner=Inner(ratio=1.0, names=["x", "y"]))
+    assert isinstance(cfg.inner.ratio, float)
+
+
+def test_unknown_keys_and_bad_types_are_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(Outer, None, ["inner.ratoi=0.1"])
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(Outer, None, ["seed=abc"])
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(Outer, None, ["seed=true"])
+    with pytest.raises(ConfigError, match="mode"):
+        load_config(Outer, None, ["mode=other"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Outer, None, ["seed"])
+
+
+def test_hash_is_content_based(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("seed: 1\ninner: {ratio: 0.5}\n")
+    b.write_text("inner:\n  ratio: 0.5\nseed: 1  # same content, other layout\n")
+    assert config_hash(load_config(Outer, a)) == config_hash(load_config(Outer, b))
+    assert config_hash(load_config(Outer, a)) != config_hash(load_config(Outer, a, ["seed=2"]))
