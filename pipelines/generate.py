@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import __version__
+from engine.ray_session import init_ray
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
@@ -109,8 +110,7 @@ def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
     cfg.validate()
     cfg.actors.validate()
     started = time.time()
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+    init_ray()
     ds = ray.data.read_parquet(cfg.input)
     if cfg.limit:
         ds = ds.limit(cfg.limit)

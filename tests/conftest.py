@@ -18,8 +18,9 @@ os.environ.setdefault("WANDB_MODE", "offline")
 def ray_session():
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from engine.ray_session import init_ray
+
+    init_ray(num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from engine import __version__
+from engine.ray_session import init_ray
 from engine.config import config_hash, from_dict, to_dict
 from rl.sft.config import SFTConfig
 
@@ -106,8 +107,7 @@ def run_sft(cfg: SFTConfig, *, parent_meta: dict | None = None) -> dict:
 
     cfg.validate()
     started = time.time()
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=True)
+    init_ray()
     dataset = ray.data.read_parquet(cfg.train_data)
     n_rows = dataset.count()
     if n_rows == 0:
