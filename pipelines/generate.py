@@ -45,9 +45,10 @@ class GenerateJobConfig:
     limit: int = 0  # 0 = all rows
     seed: int = 0
 
-    def validate(self) -> None:
+    def require_paths(self) -> None:
+        # Checked at run time, not load time: the default file cannot know the user's paths.
         if not self.input or not self.output:
-            raise ConfigError("generate: input and output are required")
+            raise ConfigError("generate: input and output are required (e.g. input=path/to/shards)")
 
 
 class GenerateActor:
@@ -107,8 +108,7 @@ def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
     import ray
     import ray.data
 
-    cfg.validate()
-    cfg.actors.validate()
+    cfg.require_paths()
     started = time.time()
     init_ray()
     ds = ray.data.read_parquet(cfg.input)

@@ -24,10 +24,12 @@ class SynthConfig:
         unknown = set(self.families) - set(FAMILIES)
         if unknown or not self.families:
             raise ConfigError(f"synth.families: unknown {sorted(unknown)}; known {FAMILIES}")
+        if len(set(self.families)) != len(self.families):
+            raise ConfigError(f"synth.families: duplicates in {self.families} (sample ids would collide)")
         if min(self.train_per_family, self.val_per_family, self.test_per_family) < 0:
             raise ConfigError("synth: per-family sizes must be >= 0")
-        if not self.levels or not set(self.levels) <= {1, 2, 3}:
-            raise ConfigError("synth.levels must be a non-empty subset of [1, 2, 3]")
+        if not self.levels or not set(self.levels) <= {1, 2, 3} or len(set(self.levels)) != len(self.levels):
+            raise ConfigError(f"synth.levels must be a non-empty subset of [1, 2, 3] without duplicates, got {self.levels}")
         if self.image_size < 56:
             raise ConfigError("synth.image_size must be >= 56")
         if self.rows_per_shard < 1:

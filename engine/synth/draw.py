@@ -83,6 +83,7 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def add_noise(img: Image.Image, rng: np.random.Generator, amount: float) -> Image.Image:
+    """Grey-level (same on every channel) Gaussian noise: it blurs glyph edges without adding colours."""
     arr = np.asarray(img).astype(np.int16)
-    arr = arr + rng.normal(0, amount, arr.shape).astype(np.int16)
+    arr = arr + np.rint(rng.normal(0, amount, arr.shape[:2] + (1,))).astype(np.int16)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
