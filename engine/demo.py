@@ -25,9 +25,26 @@ class DemoConfig:
     warmstart_overrides: list[str] = field(default_factory=list)
     out_dir: str = "outputs/demo"
     split: str = "test"
-    limit: int = 120  # rows sent through the generation pipeline
+    limit: int = 120  # rows sent through the generation pipeline, split evenly over task families
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+
+
+def _per_family_subset(split_dir: Path, limit: int, out_dir: Path) -> Path:
+    """The first limit/n_families rows of each task family, so every family shows up in the demo."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from engine.data.shards import read_table
+
+    table = read_table(split_dir)
+    tasks = sorted(set(table.column("task").to_pylist()))
+    per_task = max(1, limit // len(tasks))
+    parts = [table.filter(pc.equal(table.column("task"), t)).slice(0, per_task) for t in tasks]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.concat_tables(parts), out_dir / "part-00000.parquet")
+    return out_dir
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -41,8 +58,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     warm = json.loads((model_path / "warmstart.json").read_text())
     corpus = ensure_corpus(ws_cfg.synth, cache_root(ws_cfg.cache_dir))
     out = Path(cfg.out_dir).resolve()
+    demo_input = _per_family_subset(corpus / cfg.split, cfg.limit, out / "input")
     gen_cfg = GenerationConfig(**{**to_dict(cfg.generation), "model_path": str(model_path)})
-    job = GenerateJobConfig(input=str(corpus / cfg.split), output=str(out / "generations"), generation=gen_cfg, actors=cfg.actors, limit=cfg.limit, seed=ws_cfg.sft.seed)
+    job = GenerateJobConfig(input=str(demo_input), output=str(out / "generations"), generation=gen_cfg, actors=cfg.actors, seed=ws_cfg.sft.seed)
     generation = run_generate(job, model_id=ws_cfg.model.model_id)
     summary = {
         "gradus_version": __version__,

@@ -1,0 +1,26 @@
+"""`gradus demo` (what `make demo` runs) end to end through the console script, at a small size."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(warm_model, tmp_path):
+    # warm_model makes sure the cached embedded default exists, so this measures the demo path only
+    exe = Path(sys.executable).parent / "gradus"
+    out = subprocess.run(
+        [str(exe), "demo", f"out_dir={tmp_path}", "limit=18", "actors.batch_size=6"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    gen = summary["generation"]
+    assert gen["rows"] == 18 and gen["errors"] == {} and gen["backend"] == "vllm"
+    assert summary["model_path"] == str(warm_model)
+    assert summary["warmstart"]["accepted"] is True
+    assert set(gen["per_task"]) <= {"counting", "color", "grounding", "ocr", "chart", "spatial"}
