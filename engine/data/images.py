@@ -49,12 +49,15 @@ def resolve_image_path(path: str, roots: Sequence[str]) -> Path:
     candidate_paths = [Path(path)] if os.path.isabs(path) else [root / path for root in resolved_roots]
     inside_any = False
     for candidate in candidate_paths:
-        real = candidate.resolve()
-        if not any(real == root or root in real.parents for root in resolved_roots):
-            continue
-        inside_any = True
-        if real.is_file():
-            return real
+        try:
+            real = candidate.resolve()
+            if not any(real == root or root in real.parents for root in resolved_roots):
+                continue
+            inside_any = True
+            if real.is_file():
+                return real
+        except (OSError, RuntimeError) as exc:  # name too long, symlink loop: unusable, not a crash
+            raise SampleError(Reason.IMAGE_MISSING, f"{path[:200]!r} cannot be resolved: {exc}"[:400]) from exc
     if not inside_any:
         raise SampleError(Reason.IMAGE_PATH_ESCAPE, f"{path!r} resolves outside the image roots")
     raise SampleError(Reason.IMAGE_MISSING, f"{path!r} not found under {list(roots)}")
@@ -69,10 +72,13 @@ def read_image_bytes(data: bytes | None, path: str | None, policy: ImagePolicy) 
     if not path:
         raise SampleError(Reason.IMAGE_NO_SOURCE, "image has neither bytes nor path")
     real = resolve_image_path(path, policy.roots)
-    size = real.stat().st_size
-    if size > policy.max_bytes:
-        raise SampleError(Reason.IMAGE_TOO_LARGE, f"{size} encoded bytes > {policy.max_bytes}")
-    return real.read_bytes()
+    try:
+        size = real.stat().st_size
+        if size > policy.max_bytes:
+            raise SampleError(Reason.IMAGE_TOO_LARGE, f"{size} encoded bytes > {policy.max_bytes}")
+        return real.read_bytes()
+    except OSError as exc:  # e.g. permission denied: this record is unusable, the run goes on
+        raise SampleError(Reason.IMAGE_MISSING, f"{path!r} unreadable: {exc}") from exc
 
 
 def decode_image(data: bytes, policy: ImagePolicy) -> Image.Image:
@@ -102,6 +108,9 @@ def decode_image(data: bytes, policy: ImagePolicy) -> Image.Image:
         msg = str(exc)
         reason = Reason.IMAGE_TRUNCATED if "truncated" in msg.lower() or "broken data stream" in msg.lower() else Reason.IMAGE_CORRUPT
         raise SampleError(reason, msg) from exc
+    except Exception as exc:  # noqa: BLE001 - PIL's format plugins raise arbitrary errors on malformed files
+        # (a TIFF whose StripOffsets tag is typed ASCII raises TypeError from load()); still just a corrupt image.
+        raise SampleError(Reason.IMAGE_CORRUPT, f"{type(exc).__name__}: {exc}") from exc
 
 
 def load_image(data: bytes | None, path: str | None, policy: ImagePolicy) -> Image.Image:

@@ -1,44 +1,65 @@
-"""Format adapters: foreign corpora -> canonical samples (+ quarantine), and canonical -> trainer files."""
+"""Format adapters: foreign corpora -> Sample (readers), Sample -> trainer files (writers).
+
+One module per format. Readers return (samples, quarantine records) and never raise on a bad
+record; writers return the paths they wrote.
+
+    read_records("vtriune", "orsta/", ImagePolicy(roots=("orsta/",)))
+    write_records("verl", samples, "out/verl/")      # out/verl/train.parquet, val.parquet...
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from engine.data.formats import curr_reft, difficulty_sampling, llamafactory, swift, verl, vtriune
-from engine.data.images import ImagePolicy, read_image_bytes
+from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord
-from engine.data.sample import ImageRef, Sample
-from engine.data.shards import validate_all
+from engine.data.sample import Sample
 
-READERS = {
-    "vtriune": vtriune.read,
-    "difficulty_sampling": difficulty_sampling.read,
-    "swift": swift.read,
-    "curr_reft": curr_reft.read,
-    "verl": verl.read,
+from engine.data.formats.curr_reft import read_curr_reft
+from engine.data.formats.difficulty_sampling import read_difficulty_sampling
+from engine.data.formats.llamafactory import write_llamafactory
+from engine.data.formats.swift import read_swift, write_swift
+from engine.data.formats.verl import read_verl, write_verl
+from engine.data.formats.vtriune import read_vtriune
+
+Reader = Callable[..., tuple[list[Sample], list[QuarantineRecord]]]
+Writer = Callable[..., list[Path]]
+
+READERS: dict[str, Reader] = {
+    "vtriune": read_vtriune,
+    "difficulty_sampling": read_difficulty_sampling,
+    "swift": read_swift,
+    "curr_reft": read_curr_reft,
+    "verl": read_verl,
 }
-WRITERS = {"verl": verl.write, "swift": swift.write, "llamafactory": llamafactory.write}
+WRITERS: dict[str, Writer] = {
+    "verl": write_verl,
+    "swift": write_swift,
+    "llamafactory": write_llamafactory,
+}
 
 
-def read_records(fmt: str, path: str | Path, policy: ImagePolicy, *, decode: bool = True, embed_images: bool = True, **opts) -> tuple[list[Sample], list[QuarantineRecord]]:
-    """Read a foreign file; every record ends up either a valid Sample or a QuarantineRecord.
-
-    With `embed_images`, image bytes are copied into the samples so canonical shards are
-    self-contained (Ray workers on other nodes cannot see this machine's paths).
-    """
-    if fmt not in READERS:
-        raise KeyError(f"unknown input format {fmt!r}; known: {sorted(READERS)}")
-    good, bad = validate_all(READERS[fmt](path, **opts), policy, decode=decode)
-    if embed_images:
-        for s in good:
-            s.images = [r if r.bytes else ImageRef(read_image_bytes(None, r.path, policy), r.path) for r in s.images]
-    return good, bad
+def read_records(
+    fmt: str, path: str | Path, policy: ImagePolicy | None = None, **opts: Any
+) -> tuple[list[Sample], list[QuarantineRecord]]:
+    """Read a file or directory in format `fmt`. Common opts: decode (default True: decode every
+    image), embed_images (default True), split (for records that name none). With no image roots
+    in `policy`, image paths are confined to the input's own directory."""
+    return _lookup(READERS, fmt, "input")(path, policy or ImagePolicy(), **opts)
 
 
-def write_records(fmt: str, samples: Sequence[Sample], out_path: str | Path, policy: ImagePolicy | None = None, **opts) -> list[Path]:
-    if fmt not in WRITERS:
-        raise KeyError(f"unknown output format {fmt!r}; known: {sorted(WRITERS)}")
-    return WRITERS[fmt](samples, out_path, policy=policy, **opts)
+def write_records(fmt: str, samples: Sequence[Sample], out_path: str | Path, **opts: Any) -> list[Path]:
+    """Write samples in format `fmt`; `out_path` with the format's suffix is one file, anything
+    else a directory with one file per split. Opts: policy (to read path-only images), and the
+    writer's own (see each writer)."""
+    return _lookup(WRITERS, fmt, "output")(samples, out_path, **opts)
+
+
+def _lookup(table: dict[str, Callable], fmt: str, kind: str) -> Callable:
+    try:
+        return table[fmt]
+    except KeyError:
+        raise KeyError(f"unknown {kind} format {fmt!r}; known: {sorted(table)}") from None
 
 
 __all__ = ["READERS", "WRITERS", "read_records", "write_records"]

@@ -1,44 +1,82 @@
-"""Curr-ReFT JSONL: {"problem", "solution": "<answer>...</answer>", "task", "image"} (image relative to a root)."""
+"""Curr-ReFT (arXiv 2503.07065) GRPO JSONL -> Sample.
+
+Record: {problem, solution, task, image}; `image` is relative to an image root; solution is
+`<answer>..</answer>` (stages 1-2) or `<thinking>..</thinking><answer>..</answer>` (stage 3).
+The stage (judge / choice / open) decides the verifier: yes/no and letter answers are exact
+matches whatever the task; open answers use the task's verifier (detection -> iou, math -> math).
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
-from engine.data.reasons import SampleError
-from engine.data.sample import ImageRef, Message, Sample
-from engine.data.formats.common import as_str, iter_jsonl, require, unwrap_answer, with_placeholders
+from engine.data.images import ImagePolicy
+from engine.data.reasons import QuarantineRecord
+from engine.data.sample import Message, Sample
 
-# Curr-ReFT's open-stage rewards (methods.md section 3). Classification's label-set Jaccard
-# arrives with the verifier library; until then its labels are judged by normalized exact match.
-VERIFIER_BY_TASK = {
-    "detection": ("iou", {"threshold": 0.5}),
-    "classification": ("exact", {"normalize": True}),
-    "math": ("math", {}),
-}
+from engine.data.formats.answers import unwrap_answer
+from engine.data.formats.fields import required, scalar_text, text, with_placeholders
+from engine.data.formats.image_refs import image_refs
+from engine.data.formats.reading import RecordContext, read_with
+from engine.data.formats.records import iter_jsonl
+from engine.data.formats.tasks import verifier_for_task
+
+KNOWN_FIELDS = ("id", "problem", "solution", "task", "image")
+# Their open-stage detection reward: IoU >= 0.5 (methods.md section 3).
+OPEN_PARAMS = {"iou": {"threshold": 0.5}}
+STAGES = ("judge", "choice", "open")
 
 
-def read(path: str | Path, **_) -> Iterator[tuple[str, Sample | SampleError, object]]:
-    for index, (source, obj, raw) in enumerate(iter_jsonl(path)):
-        if isinstance(obj, SampleError):
-            yield source, obj, raw
-            continue
-        try:
-            require(obj, "problem", "solution", "task")
-            task = as_str(obj["task"], "task")
-            verifier, params = VERIFIER_BY_TASK.get(task, ("exact", {"normalize": True}))
-            images = [ImageRef(path=as_str(obj["image"], "image"))] if obj.get("image") else []
-            answer, wrapper = unwrap_answer(as_str(obj["solution"], "solution"))
-            yield source, Sample(
-                id=as_str(obj.get("id") or f"{Path(path).stem}-{index:06d}", "id"),
-                images=images,
-                messages=[Message("user", with_placeholders(as_str(obj["problem"], "problem"), len(images)))],
-                answer=answer,
-                task=task,
-                verifier=verifier,
-                verifier_params=dict(params),
-                domain=task,
-                source="curr_reft",
-                meta={"format": "curr_reft", "solution_wrapper": wrapper},
-            ), raw
-        except SampleError as err:
-            yield source, err, raw
+def read_curr_reft(
+    path: str | Path,
+    policy: ImagePolicy,
+    *,
+    decode: bool = True,
+    embed_images: bool = True,
+    split: str = "train",
+    stage: str | None = None,
+) -> tuple[list[Sample], list[QuarantineRecord]]:
+    """`stage=None` infers it per file from the path (their layout: .../stage1_judge/, .../open/...)."""
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"unknown Curr-ReFT stage {stage!r}; expected one of {STAGES}")
+
+    def parse(record: dict, ctx: RecordContext) -> Sample:
+        return parse_curr_reft(record, ctx, stage=stage or stage_from_path(ctx.file))
+
+    return read_with(path, policy, parse, iter_jsonl, (".jsonl",), decode=decode, embed_images=embed_images, split=split)
+
+
+def stage_from_path(path: Path) -> str:
+    """Their files sit two levels under the stage folder (train/open/coco_3k_2task/x.jsonl); look
+    no higher, so a user's own directory names cannot flip the stage."""
+    near = "/".join(path.parts[-3:]).lower()
+    for stage in ("judge", "choice"):
+        if stage in near:
+            return stage
+    return "open"
+
+
+def parse_curr_reft(record: dict, ctx: RecordContext, *, stage: str = "open") -> Sample:
+    task = text(required(record, "task"), "task")
+    image = required(record, "image")
+    images = image_refs([image] if isinstance(image, str) else image, ctx.policy, embed=ctx.embed_images, name="image")
+    problem = text(required(record, "problem"), "problem")
+    answer, wrapper = unwrap_answer(scalar_text(required(record, "solution"), "solution"))
+    kept = {"stage": stage, **{k: v for k, v in record.items() if k not in KNOWN_FIELDS}}
+    if wrapper:
+        kept["solution_wrapper"] = wrapper
+    record_id = record.get("id")
+    verifier = "exact" if stage in ("judge", "choice") else verifier_for_task(task)
+    return Sample(
+        id=scalar_text(record_id, "id") if record_id is not None else ctx.fallback_id("curr_reft"),
+        images=images,
+        # Their trainer sends [image part, text part]: the placeholder goes first.
+        messages=[Message("user", with_placeholders(problem, len(images)))],
+        answer=answer,
+        task=task,
+        verifier=verifier,
+        verifier_params=dict(OPEN_PARAMS.get(verifier, {})),
+        domain=task,
+        source="curr_reft",
+        split=ctx.split,
+        meta={"curr_reft": kept},
+    )

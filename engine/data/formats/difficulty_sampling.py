@@ -1,34 +1,52 @@
-"""DifficultySampling JSONL: {"id", "ability", "prompt", "ground_truth", "image_paths"}."""
+"""DifficultySampling (PISM / CMAB, arXiv 2511.06722) JSONL -> Sample.
+
+Record: {id, ability, prompt, ground_truth, image_paths}; image paths are relative to an image
+root; the prompt is plain text (their API calls send the image as a separate part), so `<image>`
+placeholders are prepended when the prompt has none. ability is their task type (math, ocr,
+counting, cv_detection, cv_grounding...). ground_truth may be wrapped (`<answer>`, `\\boxed{}`):
+the bare answer is kept, the wrapper and any other fields go under meta["difficulty_sampling"].
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
-from engine.data.reasons import SampleError
+from engine.data.images import ImagePolicy
+from engine.data.reasons import QuarantineRecord
 from engine.data.sample import Message, Sample
-from engine.data.formats.common import as_str, image_refs, iter_jsonl, require, unwrap_answer, with_placeholders
+
+from engine.data.formats.answers import unwrap_answer
+from engine.data.formats.fields import required, scalar_text, text, with_placeholders
+from engine.data.formats.image_refs import image_refs
+from engine.data.formats.reading import RecordContext, read_with
+from engine.data.formats.records import iter_jsonl
+from engine.data.formats.tasks import verifier_for_task
+
+KNOWN_FIELDS = ("id", "ability", "prompt", "ground_truth", "image_paths")
 
 
-def read(path: str | Path, default_verifier: str = "math", **_) -> Iterator[tuple[str, Sample | SampleError, object]]:
-    for source, obj, raw in iter_jsonl(path):
-        if isinstance(obj, SampleError):
-            yield source, obj, raw
-            continue
-        try:
-            require(obj, "id", "prompt", "ground_truth")
-            images = image_refs(obj.get("image_paths"), "image_paths")
-            answer, wrapper = unwrap_answer(as_str(obj["ground_truth"], "ground_truth"))
-            ability = as_str(obj.get("ability") or "unknown", "ability")
-            yield source, Sample(
-                id=as_str(obj["id"], "id"),
-                images=images,
-                messages=[Message("user", with_placeholders(as_str(obj["prompt"], "prompt"), len(images)))],
-                answer=answer,
-                task=ability,
-                verifier=default_verifier,
-                domain=ability,
-                source="difficulty_sampling",
-                meta={"format": "difficulty_sampling", "solution_wrapper": wrapper},
-            ), raw
-        except SampleError as err:
-            yield source, err, raw
+def read_difficulty_sampling(
+    path: str | Path, policy: ImagePolicy, *, decode: bool = True, embed_images: bool = True, split: str = "train"
+) -> tuple[list[Sample], list[QuarantineRecord]]:
+    return read_with(path, policy, parse_difficulty_sampling, iter_jsonl, (".jsonl",), decode=decode, embed_images=embed_images, split=split)
+
+
+def parse_difficulty_sampling(record: dict, ctx: RecordContext) -> Sample:
+    ability = text(required(record, "ability"), "ability")
+    images = image_refs(required(record, "image_paths"), ctx.policy, embed=ctx.embed_images, name="image_paths")
+    prompt = text(required(record, "prompt"), "prompt")
+    answer, wrapper = unwrap_answer(scalar_text(required(record, "ground_truth"), "ground_truth"))
+    kept = {k: v for k, v in record.items() if k not in KNOWN_FIELDS}
+    if wrapper:
+        kept["ground_truth_wrapper"] = wrapper
+    return Sample(
+        id=scalar_text(required(record, "id"), "id"),
+        images=images,
+        messages=[Message("user", with_placeholders(prompt, len(images)))],
+        answer=answer,
+        task=ability,
+        verifier=verifier_for_task(ability),
+        domain=ability,
+        source="difficulty_sampling",
+        split=ctx.split,
+        meta={"difficulty_sampling": kept} if kept else {},
+    )

@@ -60,7 +60,7 @@ def test_difficulty_sampling_reader(tmp_path, root):
     good, bad = read_records("difficulty_sampling", f, ImagePolicy(roots=(str(root),)))
     assert [s.id for s in good] == ["q1", "q2"]
     q1 = good[0]
-    assert q1.answer == "4" and q1.meta["solution_wrapper"] == "boxed"
+    assert q1.answer == "4" and q1.meta["difficulty_sampling"]["ground_truth_wrapper"] == {"prefix": "\\boxed{", "suffix": "}"}
     assert q1.messages == [Message("user", "<image>\nWhat is x?")]
     assert q1.images[0].bytes == (root / "a.png").read_bytes()  # embedded: shards are self-contained
     assert reasons(bad) == sorted([
@@ -82,7 +82,7 @@ def test_curr_reft_reader(tmp_path, root):
         ("detection", "iou", "[10, 20, 30, 40]"), ("classification", "exact", "cat, dog"), ("math", "math", "\\frac{3}{4}"),
     ]
     assert good[0].verifier_params == {"threshold": 0.5}
-    assert good[2].meta["solution_wrapper"] == "answer_tag+boxed"
+    assert good[2].meta["curr_reft"]["solution_wrapper"] == {"prefix": "<answer>\\boxed{", "suffix": "}</answer>"}
     assert reasons(bad) == ["missing_field"]
 
 
@@ -93,7 +93,7 @@ def test_swift_reader_keeps_extra_columns(tmp_path, root):
         {"images": ["a.png"], "messages": [{"role": "wizard", "content": "<image>hi"}], "solution": "x"},
     ])
     good, bad = read_records("swift", f, ImagePolicy(roots=(str(root),)))
-    assert len(good) == 1 and good[0].answer == "Google" and good[0].meta["extra"] == {"rho": 0.3}
+    assert len(good) == 1 and good[0].answer == "Google" and good[0].meta["swift"]["extra"] == {"rho": 0.3}
     assert reasons(bad) == ["bad_role", "missing_field"]
 
 
@@ -126,9 +126,10 @@ def test_vtriune_reader(tmp_path):
     f = tmp_path / "orsta.parquet"
     pq.write_table(_vtriune_table(rows), f)
     good, bad = read_records("vtriune", f, ImagePolicy())
-    assert [(s.id, s.task, s.verifier, s.domain) for s in good] == [("v3det-1", "detection", "iou", "v3det_train"), ("mmk12-2", "math", "math", "mmk12")]
+    assert [(s.id, s.task, s.verifier, s.domain) for s in good] == [("v3det-1", "detection", "iou", "v3det"), ("mmk12-2", "math", "math", "mmk12")]
     assert good[0].verifier_params == {"det_verifier_normalized": True}
-    assert good[0].meta["reward_model"]["format_ratio"] == 0.1 and good[0].meta["extra_info"]["image_path"] == "v3det/1.jpg"
+    kept = good[0].meta["vtriune"]
+    assert kept["reward_model"]["format_ratio"] == 0.1 and kept["extra_info"]["image_path"] == "v3det/1.jpg"
     assert reasons(bad) == ["bad_json"]
 
 
@@ -177,7 +178,7 @@ def test_swift_round_trip(tmp_path):
     out = tmp_path / "swift" / "grpo.jsonl"
     write_records("swift", _samples(), out)
     line = json.loads(out.read_text().splitlines()[0])
-    assert line["solution"] == "\\boxed{red}" and line["images"][0].endswith(".png")
+    assert line["solution"] == "red" and line["images"][0].endswith(".png")  # bare: what gradus verifiers compare
     good, bad = read_records("swift", out, ImagePolicy(roots=(str(out.parent),)))
     assert bad == []
     for a, b in zip(_samples(), good):
@@ -193,7 +194,7 @@ def test_llamafactory_export(tmp_path):
     for r in rows:
         assert sum(m["content"].count("<image>") for m in r["messages"]) == len(r["images"])
         for p in r["images"]:
-            Image.open(p).verify()
+            Image.open(out.parent / p).verify()  # relative to the dataset dir (LLaMA-Factory's media_dir)
     info = json.loads((out.parent / "dataset_info.json").read_text())
     entry = info["gradus_sft"]
     assert entry["file_name"] == "sft.jsonl" and entry["formatting"] == "sharegpt"
