@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import ConfigError, config_hash, dump_yaml, load_config
+from engine.config import ConfigError, dump_yaml, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -40,10 +40,11 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 def _run_synth(cfg, args) -> dict:
     from engine.synth import build_corpus
-    from rl.warmstart import cache_root
+    from rl.warmstart import cache_root, ensure_corpus
 
-    out = args.out or str(cache_root() / "corpus" / f"synth-{config_hash(cfg)}")
-    return {"out": out, **build_corpus(cfg, out)}
+    if not args.out:
+        return {"out": str(ensure_corpus(cfg, cache_root()))}
+    return {"out": args.out, **build_corpus(cfg, args.out)}
 
 
 def _warmstart_cls():

@@ -21,6 +21,7 @@ from engine.generation.base import GenerationConfig
 from engine.model.chat import format_response
 from engine.model.tiny import TinyModelConfig, build_tiny_model
 from engine.synth.config import SynthConfig
+from engine.synth.corpus import GENERATOR_VERSION
 from rl.sft.config import SFTConfig
 
 
@@ -71,7 +72,7 @@ def _corpus_texts(corpus_dir: Path, response_template: str):
 def ensure_corpus(cfg: SynthConfig, root: Path) -> Path:
     from engine.synth import build_corpus
 
-    out = root / "corpus" / f"synth-{config_hash(cfg)}"
+    out = root / "corpus" / f"synth-{config_hash(cfg)}-g{GENERATOR_VERSION}"
     if not (out / "manifest.json").exists():
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +112,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     cfg.validate()
     root = cache_root(cfg.cache_dir)
     key = config_hash(dataclasses.replace(cfg, cache_dir=""))  # where it is cached is not what it is
-    final = root / "models" / f"warmstart-{key}"
+    final = root / "models" / f"warmstart-{key}-g{GENERATOR_VERSION}"
     if (final / "warmstart.json").exists() and not force:
         return final
     timings: dict[str, float] = {}

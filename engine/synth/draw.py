@@ -49,20 +49,26 @@ def draw_obj(d: ImageDraw.ImageDraw, obj: Obj) -> None:
         d.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
 
 
-def place(rng: np.random.Generator, size: int, n: int, side: tuple[int, int], gap: int = 3, tries: int = 400) -> list[tuple[int, int, int, int]]:
-    """n non-overlapping square boxes with side lengths in [side[0], side[1]]."""
-    boxes: list[tuple[int, int, int, int]] = []
-    for _ in range(tries):
+def place(rng: np.random.Generator, size: int, n: int, side: tuple[float, float], gap: int = 3, tries: int = 400) -> list[tuple[int, int, int, int]]:
+    """n non-overlapping square boxes with sides between side[0] and side[1] times the image size.
+
+    Sizes are relative so a tiny VLM sees objects spanning whole 28 px visual tokens: small
+    objects on a blank canvas are diluted among background tokens and barely learnable.
+    """
+    lo, hi = max(4, int(side[0] * size)), max(4, int(side[1] * size))
+    for _ in range(20):  # a crowded early layout can leave no room: start the layout over
+        boxes: list[tuple[int, int, int, int]] = []
+        for _ in range(tries):
+            if len(boxes) == n:
+                return boxes
+            s = int(rng.integers(lo, hi + 1))
+            x, y = int(rng.integers(1, size - s)), int(rng.integers(1, size - s))
+            box = (x, y, x + s, y + s)
+            if all(box[2] + gap <= b[0] or b[2] + gap <= box[0] or box[3] + gap <= b[1] or b[3] + gap <= box[1] for b in boxes):
+                boxes.append(box)
         if len(boxes) == n:
-            break
-        s = int(rng.integers(side[0], side[1] + 1))
-        x, y = int(rng.integers(1, size - s)), int(rng.integers(1, size - s))
-        box = (x, y, x + s, y + s)
-        if all(box[2] + gap <= b[0] or b[2] + gap <= box[0] or box[3] + gap <= b[1] or b[3] + gap <= box[1] for b in boxes):
-            boxes.append(box)
-    if len(boxes) < n:
-        raise RuntimeError(f"could not place {n} objects of side {side} on {size}px")  # a config bug, not data
-    return boxes
+            return boxes
+    raise RuntimeError(f"could not place {n} objects of side {side} on {size}px")  # a config bug, not data
 
 
 def distinct_objects(rng: np.random.Generator, boxes) -> list[Obj]:

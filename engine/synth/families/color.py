@@ -6,6 +6,8 @@ import numpy as np
 from engine.synth.draw import PALETTE, SHAPES, Obj, canvas, draw_obj, place
 from engine.synth.families.base import FamilyItem
 
+SIDE = {1: (0.5, 0.8), 2: (0.32, 0.45), 3: (0.25, 0.36)}  # fraction of the image
+
 
 def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
     img, d = canvas(size)
@@ -13,7 +15,7 @@ def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
     # Every shape and every colour at most once, so "the circle" / "the red object" is unambiguous.
     shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[:n]]
     colors = [list(PALETTE)[i] for i in rng.permutation(len(PALETTE))[:n]]
-    boxes = place(rng, size, n, (28, 40) if level == 1 else (20, 30))
+    boxes = place(rng, size, n, SIDE[level])
     objs = [Obj(s, c, b) for s, c, b in zip(shapes, colors, boxes)]
     for o in objs:
         draw_obj(d, o)

@@ -16,14 +16,14 @@ def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
     if level < 3:
         color = choice(rng, colors)
         shape = choice(rng, SHAPES) if level == 1 else None
-        objs = [Obj(shape or choice(rng, SHAPES), color if level == 1 else choice(rng, colors), b) for b in place(rng, size, n, (12, 18))]
+        objs = [Obj(shape or choice(rng, SHAPES), color if level == 1 else choice(rng, colors), b) for b in place(rng, size, n, (0.16, 0.24))]
         question = "How many shapes are there?"
         answer = n
     else:
         target = choice(rng, colors)
         others = [c for c in colors if c != target]
         n_distract = int(rng.integers(1, 4))
-        boxes = place(rng, size, n + n_distract, (10, 15))
+        boxes = place(rng, size, n + n_distract, (0.13, 0.18))
         objs = [Obj(choice(rng, SHAPES), target, b) for b in boxes[:n]]
         objs += [Obj(choice(rng, SHAPES), choice(rng, others), b) for b in boxes[n:]]
         question = f"How many {target} shapes are there?"

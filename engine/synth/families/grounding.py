@@ -6,7 +6,7 @@ import numpy as np
 from engine.synth.draw import canvas, distinct_objects, draw_obj, place
 from engine.synth.families.base import FamilyItem
 
-LAYOUT = {1: (1, (24, 40)), 2: (3, (18, 30)), 3: (5, (12, 22))}
+LAYOUT = {1: (1, (0.36, 0.57)), 2: (3, (0.25, 0.36)), 3: (5, (0.14, 0.25))}  # (objects, side as a fraction of the image)
 
 
 def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:

@@ -33,7 +33,7 @@ def _false_relations(a, b) -> list[str]:
 
 def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
     for _ in range(200):
-        objs = distinct_objects(rng, place(rng, size, N_OBJECTS[level], (16, 24)))
+        objs = distinct_objects(rng, place(rng, size, N_OBJECTS[level], (0.2, 0.29)))
         a, b = objs[0], objs[1]
         rel = _relation(a, b, MIN_GAP[level])
         if rel is None:
