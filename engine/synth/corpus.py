@@ -17,7 +17,7 @@ from engine.data.shards import write_shards
 from engine.synth.config import SynthConfig
 from engine.synth.families import GENERATORS
 
-GENERATOR_VERSION = "2"  # bump whenever rendering or questions change: it keys every cache
+GENERATOR_VERSION = "3"  # bump whenever rendering or questions change: it keys every cache
 
 
 def sample_rng(seed: int, family: str, split: str, index: int) -> np.random.Generator:

@@ -1,4 +1,4 @@
-"""Bar charts: read one bar (1), find the tallest (2), add two bars (3)."""
+"""Bar charts: read a single bar (1), find the tallest of three (2), add two of four bars (3)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ LETTERS = "ABCD"
 
 def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
     img, d = canvas(size)
-    n_bars = 3 if level < 3 else 4
+    n_bars = {1: 1, 2: 3, 3: 4}[level]
     values = [int(v) for v in rng.integers(1, 10, n_bars)]
     if level == 2:  # a unique tallest bar, so the answer is well defined
         while values.count(max(values)) > 1:
@@ -25,10 +25,11 @@ def generate(rng: np.random.Generator, size: int, level: int) -> FamilyItem:
         d.text((1, y - 5), str(tick), fill=(60, 60, 60), font=font(9))
     slot = (size - 4 - left) / n_bars
     color = PALETTE[list(PALETTE)[int(rng.integers(len(PALETTE)))]]
+    width = slot * float(rng.uniform(0.35, 0.7))  # jittered geometry: few values, many distinct images
     for i, v in enumerate(values):
-        x1 = left + i * slot + slot * 0.2
-        d.rectangle([x1, bottom - v * unit, x1 + slot * 0.6, bottom - 1], fill=color)
-        d.text((x1 + slot * 0.15, bottom + 2), LETTERS[i], fill=(20, 20, 20), font=font(11))
+        x1 = left + i * slot + float(rng.uniform(0.05, 0.95 - width / slot)) * slot
+        d.rectangle([x1, bottom - v * unit, x1 + width, bottom - 1], fill=color)
+        d.text((x1 + width / 2 - 3, bottom + 2), LETTERS[i], fill=(20, 20, 20), font=font(11))
     facts = {"values": dict(zip(LETTERS, values))}
     if level == 1:
         i = int(rng.integers(n_bars))

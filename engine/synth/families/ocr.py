@@ -6,8 +6,8 @@ import numpy as np
 from engine.synth.draw import PALETTE, add_noise, canvas, font
 from engine.synth.families.base import FamilyItem
 
-LENGTH = {1: (2, 2), 2: (3, 4), 3: (4, 5)}
-FONT_SIZE = {1: (30, 36), 2: (24, 30), 3: (18, 24)}
+LENGTH = {1: (1, 1), 2: (2, 3), 3: (4, 5)}  # one large glyph first: shape recognition before reading
+FONT_SIZE = {1: (44, 60), 2: (28, 36), 3: (18, 24)}
 NOISE = {1: 0.0, 2: 4.0, 3: 10.0}  # grey-level noise std: light, so the text stays legible
 DIGITS = "0123456789"
 # Letters that the bundled font does not confuse with digits (no O/0, I/1, S/5, B/8, Z/2, Q).
