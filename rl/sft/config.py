@@ -17,6 +17,9 @@ class SFTConfig:
     max_steps: int = 0  # 0: run all epochs
     batch_size: int = 32
     lr: float = 2e-3
+    # The vision tower of a from-scratch VLM gets tiny gradients next to the language model, which
+    # learns answer priors first; a larger vision learning rate makes it use the image sooner.
+    vision_lr_mult: float = 1.0
     weight_decay: float = 0.0
     warmup_steps: int = 30
     grad_clip: float = 1.0
@@ -30,7 +33,7 @@ class SFTConfig:
     deepspeed_config: str = ""  # path to a DeepSpeed JSON; GPU runs only (see docs/configs.md)
 
     def validate(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_workers < 1:
-            raise ConfigError("sft: need epochs >= 1, batch_size >= 1, lr > 0, num_workers >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_workers < 1 or self.vision_lr_mult <= 0:
+            raise ConfigError("sft: need epochs >= 1, batch_size >= 1, lr > 0, vision_lr_mult > 0, num_workers >= 1")
         if "{answer}" not in self.response_template:
             raise ConfigError("sft.response_template must contain {answer}")

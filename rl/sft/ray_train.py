@@ -48,9 +48,14 @@ def _train_loop(loop_config: dict) -> None:
     model.train()
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, total_steps))
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    groups = [
+        {"params": [p for n, p in named if ".visual." in f".{n}"], "lr": cfg.lr * cfg.vision_lr_mult},
+        {"params": [p for n, p in named if ".visual." not in f".{n}"], "lr": cfg.lr},
+    ]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, total_steps))  # scales every group
 
     shard = ray.train.get_dataset_shard("train")
     step, started, window, curve = 0, time.time(), [], []
@@ -75,7 +80,7 @@ def _train_loop(loop_config: dict) -> None:
             if step % cfg.log_every == 0 or step == total_steps:
                 elapsed = time.time() - started
                 eta = elapsed / step * max(0, total_steps - step)
-                metrics = {"step": step, "epoch": epoch, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0]}
+                metrics = {"step": step, "epoch": epoch, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[-1]}
                 curve.append({"step": step, "loss": round(metrics["loss"], 5)})
                 if rank == 0:
                     print(f"[sft] step {step}/{total_steps} epoch {epoch} loss {metrics['loss']:.4f} elapsed {elapsed:.0f}s eta {eta:.0f}s", flush=True)
