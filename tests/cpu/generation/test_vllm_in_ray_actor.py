@@ -25,7 +25,7 @@ def test_vllm_actor_generates_and_agrees_with_hf(ray_session, warm_model, warm_c
 
     assert len(out) == len(rows) and out["error"].isna().all()
     assert out["num_tokens"].min() >= 1
-    assert out["passed"].mean() > 0.2  # the warm-started model answers a real share correctly
+    assert out["passed"].sum() >= 2  # the warm-started model gets real answers right (a random one gets none)
     assert (out["model_id"] == "gradus/tiny-qwen2.5-vl").all() and (out["gradus_version"] != "").all()
 
     # Cross-check with the transformers backend: greedy decoding should agree token for token.
