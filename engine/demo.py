@@ -68,10 +68,13 @@ def run_demo(cfg: DemoConfig) -> dict:
         "model_id": ws_cfg.model.model_id,
         "model_path": str(model_path),
         "corpus": str(corpus),
-        "warmstart": {k: warm[k] for k in ("overall_acc", "per_family", "accepted", "wall_s")},
+        "warmstart": {k: warm[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")},
         "generation": generation,
         "wall_s": round(time.time() - started, 1),
     }
+    if not warm["accepted"]:
+        # Difficulty scores need a model that is neither an oracle nor blind: say so, loudly.
+        summary["warning"] = f"warm-started model is outside the acceptance band ({warm['acceptance']}); see docs/warmstart.md"
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -30,7 +30,6 @@ class SFTConfig:
     torch_threads: int = 2  # intra-op threads per CPU worker
     shuffle_buffer: int = 1024
     log_every: int = 10
-    deepspeed_config: str = ""  # path to a DeepSpeed JSON; GPU runs only (see docs/configs.md)
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.num_workers < 1 or self.vision_lr_mult <= 0:
