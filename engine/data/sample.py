@@ -12,6 +12,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
+from engine.data.fields import items, json_object, scalar_text
 from engine.data.images import ImagePolicy, load_image
 from engine.data.reasons import Reason, SampleError
 
@@ -109,20 +110,20 @@ class Sample:
         for key in ("id", "messages", "answer", "task", "verifier"):
             if row.get(key) is None:
                 raise SampleError(Reason.MISSING_FIELD, key)
-        images = [ImageRef(_opt_bytes(i.get("bytes")), _opt_str(i.get("path"), "images.path")) for i in _list(row.get("images"), "images")]
-        messages = [Message(_str(m.get("role"), "messages.role"), _str(m.get("content"), "messages.content")) for m in _list(row["messages"], "messages")]
+        images = [ImageRef(_opt_bytes(i.get("bytes")), _opt_str(i.get("path"), "images.path")) for i in _dicts(row.get("images"), "images")]
+        messages = [Message(scalar_text(m.get("role"), "messages.role"), scalar_text(m.get("content"), "messages.content")) for m in _dicts(row["messages"], "messages")]
         return cls(
-            id=_str(row["id"], "id"),
+            id=scalar_text(row["id"], "id"),
             images=images,
             messages=messages,
-            answer=_str(row["answer"], "answer"),
-            task=_str(row["task"], "task"),
-            verifier=_str(row["verifier"], "verifier"),
-            verifier_params=_json_obj(row.get("verifier_params"), "verifier_params"),
+            answer=scalar_text(row["answer"], "answer"),
+            task=scalar_text(row["task"], "task"),
+            verifier=scalar_text(row["verifier"], "verifier"),
+            verifier_params=json_object(row.get("verifier_params"), "verifier_params"),
             domain=_opt_str(row.get("domain"), "domain") or "",
             source=_opt_str(row.get("source"), "source") or "",
             split=_opt_str(row.get("split"), "split") or "train",
-            meta=_json_obj(row.get("meta"), "meta"),
+            meta=json_object(row.get("meta"), "meta"),
         )
 
 
@@ -176,21 +177,8 @@ def _check_utf8(text: str) -> None:
         raise SampleError(Reason.TEXT_NOT_UTF8, f"undecodable text near position {exc.start}") from exc
 
 
-def _str(value: Any, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SampleError(Reason.TEXT_NOT_UTF8, name) from exc
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise SampleError(Reason.BAD_FIELD_TYPE, f"{name} is {type(value).__name__}, expected str")
-    return value
-
-
 def _opt_str(value: Any, name: str) -> str | None:
-    return None if value is None else _str(value, name)
+    return None if value is None else scalar_text(value, name)
 
 
 def _opt_bytes(value: Any) -> bytes | None:
@@ -201,28 +189,10 @@ def _opt_bytes(value: Any) -> bytes | None:
     raise SampleError(Reason.BAD_FIELD_TYPE, f"images.bytes is {type(value).__name__}")
 
 
-def _list(value: Any, name: str) -> list:
-    if value is None:
-        return []
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy arrays from pandas
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)):
-        raise SampleError(Reason.BAD_FIELD_TYPE, f"{name} is {type(value).__name__}, expected list")
-    for item in value:
+def _dicts(value: Any, name: str) -> list[dict]:
+    """A list of structs (None -> []); anything else is a reason code."""
+    out = [] if value is None else items(value, name)
+    for item in out:
         if not isinstance(item, dict):
             raise SampleError(Reason.BAD_FIELD_TYPE, f"{name} item is {type(item).__name__}, expected dict")
-    return list(value)
-
-
-def _json_obj(value: Any, name: str) -> dict[str, Any]:
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return value
-    try:
-        obj = json.loads(_str(value, name))
-    except json.JSONDecodeError as exc:
-        raise SampleError(Reason.BAD_JSON, f"{name}: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise SampleError(Reason.BAD_JSON, f"{name} is not a JSON object")
-    return obj
+    return out
