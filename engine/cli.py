@@ -61,6 +61,19 @@ def _run_warmstart(cfg, args) -> dict:
     return {"model_path": str(path), **{k: record[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
 
 
+def _build_tiny_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="", help="directory for the HF model folder (required)")
+
+
+def _run_build_tiny(cfg, args) -> dict:
+    from rl.warmstart import build_initial_model
+
+    if not args.out:
+        raise ConfigError("model build-tiny: --out DIR is required")
+    path = build_initial_model(cfg, args.out)
+    return {"model_path": str(path), "model_id": cfg.model.model_id}
+
+
 def _generate_cls():
     from pipelines.generate import GenerateJobConfig
 
@@ -89,6 +102,7 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in [
         Recipe("data synth", "render the synthetic verifiable corpus to canonical parquet shards", _synth_cls, "synth/default.yaml", _run_synth, _synth_args),
+        Recipe("model build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer from the synthetic corpus, random weights)", _warmstart_cls, "warmstart/tiny.yaml", _run_build_tiny, _build_tiny_args),
         Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)", _warmstart_cls, "warmstart/tiny.yaml", _run_warmstart),
         Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
         Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),

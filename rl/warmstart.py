@@ -107,6 +107,14 @@ def accepted(report: dict, acc: WarmstartAcceptance) -> tuple[bool, str]:
     return all(ok for ok, _ in checks), "; ".join(("ok: " if ok else "FAILED: ") + why for ok, why in checks)
 
 
+def build_initial_model(cfg: WarmstartConfig, out_dir: str | Path) -> Path:
+    """The randomly initialised tiny model, its tokenizer trained on the synthetic corpus's text."""
+    corpus = ensure_corpus(cfg.synth, cache_root(cfg.cache_dir))
+    out = Path(out_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    return build_tiny_model(cfg.model, _corpus_texts(corpus, cfg.sft.response_template), out)
+
+
 def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     """The warm-started model folder for `cfg`, building whatever is not cached yet."""
     cfg.validate()
@@ -121,9 +129,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     timings["corpus_s"] = time.time() - t0
 
     t1 = time.time()
-    init_dir = root / "models" / f"tiny-init-{key}"
-    shutil.rmtree(init_dir, ignore_errors=True)
-    build_tiny_model(cfg.model, _corpus_texts(corpus, cfg.sft.response_template), init_dir)
+    init_dir = build_initial_model(cfg, root / "models" / f"tiny-init-{key}")
     timings["build_s"] = time.time() - t1
 
     t2 = time.time()

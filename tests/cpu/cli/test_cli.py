@@ -37,3 +37,14 @@ def test_config_reference_is_current():
     from engine.config.reference import render
 
     assert (REPO / "docs" / "configs.md").read_text() == render(), "run: python -m engine.config.reference > docs/configs.md"
+
+
+def test_build_tiny_writes_a_loadable_model(tmp_path, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    small = ["synth.train_per_family=4", "synth.val_per_family=1", "synth.test_per_family=1", "model.vocab_size=400", f"cache_dir={tmp_path / 'cache'}"]
+    assert main(["model", "build-tiny", *small]) == 2  # --out is required
+    assert main(["model", "build-tiny", "--out", str(tmp_path / "m"), *small]) == 0
+    assert '"model_id": "gradus/tiny-qwen2.5-vl"' in capsys.readouterr().out
+    AutoProcessor.from_pretrained(tmp_path / "m", local_files_only=True)
+    assert AutoModelForImageTextToText.from_pretrained(tmp_path / "m", local_files_only=True).config.model_type == "qwen2_5_vl"
