@@ -6,6 +6,7 @@ entry names its config dataclass, default YAML and the function that runs it.
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import sys
 from dataclasses import dataclass
@@ -157,9 +158,7 @@ def _cmd_convert(args) -> dict:
     samples, quarantined = read_records(args.fmt, args.input, ImagePolicy(roots=tuple(args.image_root)))
     written = write_shards(samples, args.out)
     qpath = write_quarantine(quarantined, args.out)
-    reasons: dict[str, int] = {}
-    for q in quarantined:
-        reasons[q.reason] = reasons.get(q.reason, 0) + 1
+    reasons = dict(Counter(q.reason for q in quarantined))
     return {"samples": len(samples), "shards": [str(p) for p in written], "quarantined": len(quarantined), "reasons": reasons, "quarantine_file": str(qpath) if qpath else None}
 
 

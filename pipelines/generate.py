@@ -16,7 +16,7 @@ from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample
-from engine.generation.base import GenerationConfig, GenerationRequest
+from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
 
 OUTPUT_COLUMNS = ["id", "task", "split", "output", "num_tokens", "finish_reason", "extracted", "score", "passed", "error", "error_detail"]
 
@@ -55,8 +55,6 @@ class GenerateActor:
     """One engine per actor; __call__ turns a batch of sample rows into result rows."""
 
     def __init__(self, generation: dict, seed: int, model_id: str, config_hash: str):
-        from engine.generation.base import make_backend
-
         self.cfg = from_dict(GenerationConfig, generation)
         self.backend = make_backend(self.cfg)
         self.seed = seed

@@ -21,10 +21,9 @@ def write_shards(samples: Sequence[Sample], out_dir: str | Path, *, rows_per_sha
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
+    # max(.., 1): an empty split still gets one (empty) shard, so readers find a schema
     for index, start in enumerate(range(0, max(len(samples), 1), rows_per_shard)):
         chunk = samples[start : start + rows_per_shard]
-        if not chunk and index > 0:
-            break
         path = out / f"{prefix}-{index:05d}.parquet"
         pq.write_table(samples_to_table(chunk), path)
         paths.append(path)
