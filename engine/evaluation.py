@@ -8,7 +8,7 @@ from typing import Sequence
 from engine.data.images import ImagePolicy
 from engine.data.sample import Sample
 from engine.generation.base import GenerationBackend, GenerationRequest
-from engine.verifiers import verify
+from engine.verifiers import verify_many
 
 
 @dataclass
@@ -41,10 +41,8 @@ def evaluate_samples(backend: GenerationBackend, samples: Sequence[Sample], poli
     policy = policy or ImagePolicy()
     requests = [GenerationRequest(s.prompt_messages, s.load_images(policy)) for s in samples]
     generations = backend.generate(requests)
-    items = []
-    for s, g in zip(samples, generations):
-        r = verify(s.verifier, g.text, s.answer, s.verifier_params)
-        items.append(ItemResult(s.id, s.task, g.text, r.extracted, r.score, r.passed, r.reason))
+    verdicts = verify_many([(s.verifier, g.text, s.answer, s.verifier_params) for s, g in zip(samples, generations)])
+    items = [ItemResult(s.id, s.task, g.text, r.extracted, r.score, r.passed, r.reason) for s, g, r in zip(samples, generations, verdicts)]
     by_task: dict[str, list[bool]] = defaultdict(list)
     for it in items:
         by_task[it.task].append(it.passed)

@@ -18,7 +18,7 @@ from engine.data.reasons import SampleError
 from engine.data.sample import Sample
 from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
 
-OUTPUT_COLUMNS = ["id", "task", "split", "output", "num_tokens", "finish_reason", "extracted", "score", "passed", "error", "error_detail"]
+OUTPUT_COLUMNS = ["id", "task", "split", "output", "num_tokens", "finish_reason", "extracted", "score", "passed", "verify_reason", "error", "error_detail"]
 
 
 @dataclass
@@ -64,7 +64,7 @@ class GenerateActor:
     def __call__(self, batch):
         import pandas as pd
 
-        from engine.verifiers import verify
+        from engine.verifiers import verify_many
 
         rows, requests, targets = [], [], []
         for raw in batch.to_dict("records"):
@@ -85,9 +85,10 @@ class GenerateActor:
             for row, _ in targets:
                 row.update(error="engine_error", error_detail=f"{type(exc).__name__}: {exc}"[:500])
             generations = []
-        for (row, sample), gen in zip(targets, generations):
-            result = verify(sample.verifier, gen.text, sample.answer, sample.verifier_params)
+        verdicts = verify_many([(s.verifier, g.text, s.answer, s.verifier_params) for (_, s), g in zip(targets, generations)])
+        for (row, sample), gen, result in zip(targets, generations, verdicts):
             row.update(
+                verify_reason=result.reason,  # why an answer could not be judged ("" when it was)
                 output=gen.text,
                 num_tokens=gen.num_tokens,
                 finish_reason=gen.finish_reason,

@@ -68,6 +68,12 @@ def render() -> str:
         cls = recipe.config_cls()
         out += [f"## `gradus {recipe.name}` ({cls.__name__})", "", recipe.help + f". Default file: `configs/{recipe.default_config}`.", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]
+    from engine.verifiers import RewardConfig
+
+    sections = [("reward", RewardConfig, "configs/reward/*.yaml", "Composite rewards (rl/reward.py `reward_config`, engine.verifiers.compute_reward)")]
+    for name, cls, files, help_text in sections:
+        out += [f"## `{name}` ({cls.__name__})", "", f"{help_text}. Files: `{files}`.", ""]
+        out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]
     return "\n".join(out)
 
 

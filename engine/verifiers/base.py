@@ -1,53 +1,38 @@
-"""Answer extraction and the result type every verifier returns."""
+"""The result every verifier returns, and the reason codes it can carry."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# Reason codes (VerifyResult.reason). Empty means the answer was parsed and judged.
+NO_ANSWER = "no_answer"  # no \boxed{} / <answer> to judge
+ANSWER_TOO_LONG = "answer_too_long"  # extracted answer above max_answer_chars
+TIMEOUT = "timeout"  # the verifier ran past its time bound and was stopped
+WORKER_DIED = "worker_died"  # the isolated worker process crashed (e.g. out of memory)
+BAD_GROUND_TRUTH = "bad_ground_truth"  # the dataset's answer cannot be parsed by this verifier
+
+MAX_ANSWER_CHARS = 4096  # default cap on the judged answer; keeps every inline verifier linear-time
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    score: float  # in [0, 1]; continuous for iou/ocr, 0/1 otherwise
-    passed: bool  # the score thresholded by the verifier's own rule
-    extracted: str | None  # the answer the verifier judged (None: nothing could be extracted)
-    reason: str = ""  # why it failed to parse, when it did
+    score: float  # in [0, 1]; continuous for iou/detection/ocr/labels, 0/1 otherwise
+    passed: bool  # the verifier's own success rule (thresholds from params)
+    extracted: str | None  # the answer that was judged (None: nothing could be extracted)
+    reason: str = ""  # why it could not be judged ("" when it was)
+    details: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. matched IoUs
 
     @classmethod
-    def unparsed(cls, reason: str) -> "VerifyResult":
-        return cls(0.0, False, None, reason)
+    def unparsed(cls, reason: str, extracted: str | None = None) -> "VerifyResult":
+        return cls(0.0, False, extracted, reason)
+
+    @classmethod
+    def judged(cls, ok: bool, extracted: str, score: float | None = None, **details: Any) -> "VerifyResult":
+        return cls(float(ok) if score is None else float(score), bool(ok), extracted, "", details)
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, honouring nested braces."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    i = start + len("\\boxed{")
-    depth = 1
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i:j]
-    return None  # unbalanced: refuse rather than guess
+Verifier = Callable[[str, str, dict[str, Any]], VerifyResult]
 
 
-def extract_answer(output: str) -> str | None:
-    """The final answer of a completion: last \\boxed{} (inside <answer> if present), else <answer> text."""
-    tagged = _ANSWER_TAG.findall(output)
-    scope = tagged[-1] if tagged else output
-    boxed = last_boxed(scope)
-    if boxed is not None:
-        return boxed.strip()
-    if tagged:
-        return tagged[-1].strip()
-    return None
-
-
-def normalize_text(text: str) -> str:
-    """Case-fold, trim, collapse whitespace, drop trailing sentence punctuation."""
-    return re.sub(r"\s+", " ", text.strip().lower()).rstrip(".!")
+class GroundTruthError(ValueError):
+    """The dataset's answer does not fit the verifier: a data problem, reported as bad_ground_truth."""

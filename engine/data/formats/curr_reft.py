@@ -2,8 +2,9 @@
 
 Record: {problem, solution, task, image}; `image` is relative to an image root; solution is
 `<answer>..</answer>` (stages 1-2) or `<thinking>..</thinking><answer>..</answer>` (stage 3).
-The stage (judge / choice / open) decides the verifier: yes/no and letter answers are exact
-matches whatever the task; open answers use the task's verifier (detection -> iou, math -> math).
+The stage (judge / choice / open) decides the verifier: yes/no answers -> yesno, letter answers ->
+choice (set semantics) whatever the task; open answers use the task's verifier (Curr-ReFT's
+detection is one box at IoU >= 0.5 -> iou, classification -> label-set Jaccard, math -> math).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from engine.data.formats.tasks import verifier_for_task
 KNOWN_FIELDS = ("id", "problem", "solution", "task", "image")
 # Their open-stage detection reward: IoU >= 0.5 (methods.md section 3).
 OPEN_PARAMS = {"iou": {"threshold": 0.5}}
+OPEN_VERIFIERS = {"detection": "iou"}  # Curr-ReFT detection answers are single boxes
 STAGES = ("judge", "choice", "open")
 
 
@@ -65,7 +67,7 @@ def parse_curr_reft(record: dict, ctx: RecordContext, *, stage: str = "open") ->
     if wrapper:
         kept["solution_wrapper"] = wrapper
     record_id = record.get("id")
-    verifier = "exact" if stage in ("judge", "choice") else verifier_for_task(task)
+    verifier = {"judge": "yesno", "choice": "choice"}.get(stage) or OPEN_VERIFIERS.get(task) or verifier_for_task(task)
     return Sample(
         id=scalar_text(record_id, "id") if record_id is not None else ctx.fallback_id("curr_reft"),
         images=images,

@@ -3,22 +3,22 @@ from __future__ import annotations
 
 # Task names seen in V-Triune, DifficultySampling and Curr-ReFT data -> engine.verifiers names.
 TASK_VERIFIERS = {
-    "detection": "iou",
-    "cv_detection": "iou",
+    "detection": "detection",
+    "cv_detection": "detection",
     "grounding": "iou",
     "cv_grounding": "iou",
     "ocr": "ocr",
-    "counting": "numeric",
+    "counting": "count",
     "math": "math",
     "puzzle": "math",
     "science": "math",
     "chart": "math",
-    "classify": "exact",
-    "classification": "exact",
+    "classify": "labels",
+    "classification": "labels",
 }
 
 # V-Triune's reward_model.verifier names -> ours.
-VTRIUNE_VERIFIERS = {"mathverify": "math", "detection": "iou"}
+VTRIUNE_VERIFIERS = {"mathverify": "math", "detection": "detection"}
 
 
 def verifier_for_task(task: str, default: str = "exact") -> str:

@@ -25,18 +25,18 @@ def test_open_stage_records(tmp_path, policy):
     assert (det.answer, det.verifier, det.verifier_params) == ("[10, 20, 30, 40]", "iou", {"threshold": 0.5})
     assert det.meta["curr_reft"]["stage"] == "open"
     assert det.meta["curr_reft"]["solution_wrapper"] == {"prefix": "<thinking>It is left.</thinking><answer>", "suffix": "</answer>"}
-    assert (cls.answer, cls.verifier, cls.domain, cls.source) == ("cat, dog", "exact", "classify", "curr_reft")
+    assert (cls.answer, cls.verifier, cls.domain, cls.source) == ("cat, dog", "labels", "classify", "curr_reft")
     assert math.messages[0].content == "<image>Find x." and math.verifier == "math"
     assert math.meta["curr_reft"]["source_id"] == "geo170k-1"
 
 
-def test_judge_and_choice_stages_are_exact_matches(tmp_path, policy):
+def test_judge_and_choice_stages_use_yesno_and_choice_verifiers(tmp_path, policy):
     judge = write_jsonl(tmp_path / "stage1_judge" / "det.jsonl", [
         {"problem": "Is [1, 2, 3, 4] the dog's box? Answer yes or no.", "solution": "answer>yes</answer>", "task": "detection", "image": "a.png"},
     ])
     (sample,), quarantine = read_records("curr_reft", judge, policy)
     assert quarantine == []
-    assert (sample.answer, sample.verifier, sample.verifier_params) == ("yes", "exact", {})
+    assert (sample.answer, sample.verifier, sample.verifier_params) == ("yes", "yesno", {})
     assert sample.meta["curr_reft"]["stage"] == "judge"
 
     (forced,), _ = read_records("curr_reft", judge, policy, stage="choice")

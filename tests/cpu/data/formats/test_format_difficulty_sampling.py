@@ -22,7 +22,7 @@ def test_records_map_to_samples(tmp_path, image_root, policy):
     assert det.id == "17"  # numeric ids become text
     assert det.messages[0].content == "<image>\nLocate the dog. Output [{'bbox_2d': [x1,y1,x2,y2]}]."
     assert det.answer == "[{'bbox_2d': [1, 2, 10, 12], 'label': 'dog'}]"
-    assert (det.task, det.verifier, det.domain, det.source) == ("cv_detection", "iou", "cv_detection", "difficulty_sampling")
+    assert (det.task, det.verifier, det.domain, det.source) == ("cv_detection", "detection", "cv_detection", "difficulty_sampling")
     assert det.meta["difficulty_sampling"] == {
         "mask_ratio_acc": [1.0, 0.8, 0.2],
         "ground_truth_wrapper": {"prefix": "<answer>", "suffix": "</answer>"},
@@ -33,4 +33,4 @@ def test_records_map_to_samples(tmp_path, image_root, policy):
     assert (ocr.answer, ocr.verifier, ocr.meta) == ("HELLO", "ocr", {})
 
     assert cnt.messages[0].content.startswith("<image><image>\n")  # one per image
-    assert (cnt.answer, cnt.verifier) == ("2", "numeric")
+    assert (cnt.answer, cnt.verifier) == ("2", "count")

@@ -29,7 +29,7 @@ def test_orsta_rows_map_to_samples(tmp_path, image_root, policy):
 
     assert det.id == "v3det-000123"
     assert det.answer == DET_BOXES
-    assert (det.task, det.verifier, det.domain, det.source) == ("cv_detection", "iou", "v3det", "v3det_train")
+    assert (det.task, det.verifier, det.domain, det.source) == ("cv_detection", "detection", "v3det", "v3det_train")
     assert det.verifier_params["det_verifier_normalized"] is True
     assert abs(det.verifier_params["det_reward_ratio"]["iou_completeness"] - 0.3) < 1e-6
     assert abs(det.meta["vtriune"]["reward_model"]["format_ratio"] - 0.1) < 1e-6
@@ -50,7 +50,7 @@ def test_verifier_parm_as_json_string_and_answer_from_ground_truth(tmp_path, pol
 def test_missing_ability_falls_back_to_their_verifier(tmp_path, policy):
     path = write_parquet(tmp_path / "x.parquet", [vtriune_detection_row(ability=None)], VTRIUNE_SCHEMA)
     (sample,), _ = read_vtriune(path, policy)
-    assert (sample.task, sample.verifier) == ("detection", "iou")
+    assert (sample.task, sample.verifier) == ("detection", "detection")
 
 
 def test_directory_of_shards_and_split_option(tmp_path, policy):

@@ -79,7 +79,7 @@ def test_curr_reft_reader(tmp_path, root):
     ])
     good, bad = read_records("curr_reft", f, ImagePolicy(roots=(str(root),)))
     assert [(s.task, s.verifier, s.answer) for s in good] == [
-        ("detection", "iou", "[10, 20, 30, 40]"), ("classification", "exact", "cat, dog"), ("math", "math", "\\frac{3}{4}"),
+        ("detection", "iou", "[10, 20, 30, 40]"), ("classification", "labels", "cat, dog"), ("math", "math", "\\frac{3}{4}"),
     ]
     assert good[0].verifier_params == {"threshold": 0.5}
     assert good[2].meta["curr_reft"]["solution_wrapper"] == {"prefix": "<answer>\\boxed{", "suffix": "}</answer>"}
@@ -126,7 +126,7 @@ def test_vtriune_reader(tmp_path):
     f = tmp_path / "orsta.parquet"
     pq.write_table(_vtriune_table(rows), f)
     good, bad = read_records("vtriune", f, ImagePolicy())
-    assert [(s.id, s.task, s.verifier, s.domain) for s in good] == [("v3det-1", "detection", "iou", "v3det"), ("mmk12-2", "math", "math", "mmk12")]
+    assert [(s.id, s.task, s.verifier, s.domain) for s in good] == [("v3det-1", "detection", "detection", "v3det"), ("mmk12-2", "math", "math", "mmk12")]
     assert good[0].verifier_params == {"det_verifier_normalized": True}
     kept = good[0].meta["vtriune"]
     assert kept["reward_model"]["format_ratio"] == 0.1 and kept["extra_info"]["image_path"] == "v3det/1.jpg"

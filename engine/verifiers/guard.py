@@ -1,0 +1,98 @@
+"""Make every verifier call total and time-bounded.
+
+Inline verifiers (text, numbers, boxes) are linear in their capped input and run in-process; any
+exception becomes a recorded reason. Isolated verifiers (math: sympy) run in a pebble process
+pool: pebble kills a worker that overruns its deadline even when it is stuck in C code, and
+restarts it. We use pebble rather than concurrent.futures because the latter cannot stop a
+running task. Workers are spawned (never forked: callers live inside Ray, vLLM and torch
+processes with threads) and capped in memory so a runaway bignum raises MemoryError instead of
+swapping the machine.
+"""
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from pebble import ProcessExpired, ProcessPool
+
+from engine.verifiers.base import BAD_GROUND_TRUTH, TIMEOUT, WORKER_DIED, GroundTruthError, VerifyResult
+
+DEFAULT_TIMEOUT_S = 10.0
+WORKER_MEMORY_BYTES = int(os.environ.get("GRADUS_VERIFIER_WORKER_MEM", str(4 << 30)))
+WORKERS = int(os.environ.get("GRADUS_VERIFIER_WORKERS", "2"))
+
+
+def run_inline(fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    try:
+        return fn(output, truth, params)
+    except GroundTruthError as exc:
+        return VerifyResult.unparsed(f"{BAD_GROUND_TRUTH}: {exc}")
+    except (Exception, RecursionError, MemoryError) as exc:  # a verifier bug must not kill a training step
+        return VerifyResult.unparsed(f"error:{type(exc).__name__}: {str(exc)[:120]}")
+
+
+def _limit_memory(limit: int) -> None:
+    import resource
+
+    if limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _isolated_call(fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    # Runs in the worker's main thread, so signal-based timeouts inside fn (math-verify) work.
+    try:
+        return run_inline(fn, output, truth, params)
+    except BaseException as exc:  # math-verify's TimeoutException derives from BaseException
+        if type(exc).__name__ == "TimeoutException":
+            return VerifyResult.unparsed(TIMEOUT)
+        raise
+
+
+class IsolatedRunner:
+    """One lazily started process pool per process (re-created after a fork)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPool | None = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def pool(self) -> ProcessPool:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid() or not self._pool.active:
+                self._pool = ProcessPool(
+                    max_workers=WORKERS,
+                    initializer=_limit_memory,
+                    initargs=[WORKER_MEMORY_BYTES],
+                    context=multiprocessing.get_context("spawn"),
+                )
+                self._pid = os.getpid()
+            return self._pool
+
+    def submit(self, fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any], timeout_s: float):
+        return self.pool().schedule(_isolated_call, args=(fn, output, truth, params), timeout=timeout_s)
+
+    @staticmethod
+    def collect(future) -> VerifyResult:
+        try:
+            return future.result()
+        except FutureTimeout:
+            return VerifyResult.unparsed(TIMEOUT)
+        except ProcessExpired as exc:
+            return VerifyResult.unparsed(f"{WORKER_DIED}: exit code {exc.exitcode}")
+        except (Exception, MemoryError) as exc:
+            return VerifyResult.unparsed(f"error:{type(exc).__name__}: {str(exc)[:120]}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.stop()
+                self._pool.join(timeout=5)
+            self._pool = None
+
+
+RUNNER = IsolatedRunner()
+atexit.register(RUNNER.close)

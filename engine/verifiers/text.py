@@ -1,0 +1,222 @@
+"""Verifiers for short textual answers: exact text, yes/no, choice letters, numbers, counts, OCR, label sets.
+
+All compare the whole extracted answer, never a substring ("2" never matches "12").
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from fractions import Fraction
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+
+from engine.verifiers.base import GroundTruthError, VerifyResult
+from engine.verifiers.extract import extract_or_fail, normalize_text, strip_latex
+
+
+def verify_exact(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """Whole-answer text match; `normalize` (default on) folds case, whitespace and final punctuation."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    ok = normalize_text(answer) == normalize_text(truth) if params.get("normalize", True) else answer == truth
+    return VerifyResult.judged(ok, answer)
+
+
+# ---- yes / no -------------------------------------------------------------------------------
+_YES = {"yes", "y", "true", "correct"}
+_NO = {"no", "n", "false", "incorrect"}
+
+
+def parse_yes_no(text: str) -> str | None:
+    word = normalize_text(text).strip(" .,!?;:()[]\"'")
+    if word in _YES:
+        return "yes"
+    if word in _NO:
+        return "no"
+    return None
+
+
+def verify_yes_no(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """The answer must be exactly yes or no (true/false accepted); "yes and no" is not an answer."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    want = parse_yes_no(truth)
+    if want is None:
+        raise GroundTruthError(f"yes/no truth {truth!r}")
+    got = parse_yes_no(answer)
+    if got is None:
+        return VerifyResult.unparsed("not_yes_no", answer)
+    return VerifyResult.judged(got == want, answer)
+
+
+# ---- multiple choice ------------------------------------------------------------------------
+_SEPARATORS = re.compile(r" ?[,;/&+] ?| and | ", re.IGNORECASE)  # applied after whitespace is collapsed
+_LETTER_WITH_TEXT = re.compile(r"^\(?([A-Za-z])(?:[.):]|\s*\))\s+\S")
+
+
+def _letters(token: str) -> list[str] | None:
+    """"B", "(b)", "C." -> one letter; "AC" (upper case only) -> several; anything else -> None."""
+    token = token.strip("()[]{}.:")
+    if not (token.isascii() and token.isalpha()):
+        return None
+    if len(token) == 1:
+        return [token.upper()]
+    return list(token) if token.isupper() and len(set(token)) == len(token) else None
+
+
+def parse_choice(text: str, options: list[str] | None = None) -> frozenset[str] | None:
+    """Letters picked by an answer, as a set: "A, C", "(B)", "C A", "B. the red one"; None for prose.
+
+    A lone lowercase letter is a choice ("b"), but "a cat" is prose: the article is never read as
+    option A. With `options` (their texts, in letter order), an answer equal to an option's text
+    picks that option.
+    """
+    text = re.sub(r"\s+", " ", strip_latex(text)).strip()
+    tokens = [t for t in _SEPARATORS.split(text) if t]
+    letters = [_letters(t) for t in tokens]
+    if tokens and all(letters):
+        return frozenset(c for group in letters for c in group)  # type: ignore[union-attr]
+    m = _LETTER_WITH_TEXT.match(text)
+    if m:
+        return frozenset({m.group(1).upper()})
+    if options:
+        norm = normalize_text(text)
+        hits = [chr(ord("A") + i) for i, opt in enumerate(options) if normalize_text(str(opt)) == norm]
+        if len(hits) == 1:
+            return frozenset(hits)
+    return None
+
+
+def verify_choice(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """Exact set match of option letters, order-insensitive (multi-select allowed)."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    options = params.get("options")
+    want = parse_choice(truth)
+    if not want:
+        raise GroundTruthError(f"choice truth {truth!r}")
+    got = parse_choice(answer, options)
+    if got is None:
+        return VerifyResult.unparsed("not_a_choice", answer)
+    if options and any(ord(c) - ord("A") >= len(options) for c in got):
+        return VerifyResult.unparsed("choice_out_of_range", answer)
+    return VerifyResult.judged(got == want, answer, picked="".join(sorted(got)))
+
+
+# ---- numbers --------------------------------------------------------------------------------
+_DECIMAL = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?$")
+_FRACTION = re.compile(r"^([-+]?)\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*([-+]?\d+)\s*\}$|^([-+]?\d+)\s*/\s*([-+]?\d+)$")
+
+
+def parse_number(text: str) -> float | None:
+    """A plain number: 12, -3.5, 1,234, 1e-3, 3/4, \\frac{3}{4}, 50% (the % dropped); None otherwise."""
+    text = strip_latex(text).replace("\u2212", "-").replace("\\%", "%").replace("\\!", "").strip()
+    text = text.removesuffix("%").strip()
+    if not text or len(text) > 64:  # 64 chars is far beyond any real number and bounds float()/int()
+        return None
+    m = _FRACTION.match(text)
+    if m:
+        sign, num, den = (m.group(1), m.group(2), m.group(3)) if m.group(2) else ("", m.group(4), m.group(5))
+        if int(den) == 0:
+            return None
+        value = float(Fraction(int(num), int(den)))
+        return -value if sign == "-" else value
+    if not _DECIMAL.match(text) or not any(c.isdigit() for c in text):
+        return None
+    value = float(text.replace(",", ""))
+    return value if math.isfinite(value) else None
+
+
+def verify_numeric(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """|answer - truth| <= tolerance (absolute, or relative to |truth| with relative: true)."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    want = parse_number(truth)
+    if want is None:
+        raise GroundTruthError(f"numeric truth {truth!r}")
+    got = parse_number(answer)
+    if got is None:
+        return VerifyResult.unparsed("not_a_number", answer)
+    tol = float(params.get("tolerance", 0.0))
+    bound = tol * max(1.0, abs(want)) if params.get("relative") else tol
+    return VerifyResult.judged(abs(got - want) <= bound + 1e-12, answer)
+
+
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty".split())}
+
+
+def parse_count(text: str) -> int | None:
+    """A non-negative integer: digits ("7", "7.0") or a number word up to twenty."""
+    word = normalize_text(text)
+    if word in _NUMBER_WORDS:
+        return _NUMBER_WORDS[word]
+    value = parse_number(text)
+    if value is None or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
+def verify_count(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """Counting: the integer must match exactly."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    want = parse_count(truth)
+    if want is None:
+        raise GroundTruthError(f"count truth {truth!r}")
+    got = parse_count(answer)
+    if got is None:
+        return VerifyResult.unparsed("not_a_count", answer)
+    return VerifyResult.judged(got == want, answer)
+
+
+# ---- OCR ------------------------------------------------------------------------------------
+def verify_ocr(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """Score 1 - normalized edit distance; passes when the distance is within max_distance.
+
+    Distance from rapidfuzz (C++ Levenshtein, divided by the longer length).
+    """
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    fold = (lambda s: re.sub(r"\s+", " ", s.strip())) if params.get("case_sensitive") else normalize_text
+    dist = Levenshtein.normalized_distance(fold(answer), fold(truth))
+    return VerifyResult.judged(dist <= float(params.get("max_distance", 0.0)) + 1e-12, answer, score=1.0 - dist, distance=dist)
+
+
+# ---- classification label sets --------------------------------------------------------------
+def parse_labels(text: str) -> frozenset[str]:
+    """Labels from a JSON list or a comma / semicolon / newline separated string, normalized."""
+    text = strip_latex(text)
+    items: list[Any] | None = None
+    if text.startswith("["):
+        try:
+            loaded = json.loads(text)
+            items = loaded if isinstance(loaded, list) else None
+        except (json.JSONDecodeError, RecursionError):
+            items = None
+    if items is None:
+        items = re.split(r"[,;\n]", text)
+    return frozenset(n for n in (normalize_text(str(i)) for i in items) if n)
+
+
+def verify_labels(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
+    """Classification label-set Jaccard |A&B| / |A|B|; passes at `threshold` (default 1.0: the exact set)."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    want, got = parse_labels(truth), parse_labels(answer)
+    if not want:
+        raise GroundTruthError(f"label truth {truth!r}")
+    if not got:
+        return VerifyResult.unparsed("no_labels", answer)
+    jaccard = len(want & got) / len(want | got)
+    return VerifyResult.judged(jaccard >= float(params.get("threshold", 1.0)) - 1e-12, answer, score=jaccard)
