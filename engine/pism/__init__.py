@@ -1,0 +1,7 @@
+"""PISM: difficulty by sensitivity to progressive image masking (methods.md section 1)."""
+from engine.pism.config import BucketConfig, PismConfig, bucket_of
+from engine.pism.masks import draw_seed, mask_image
+from engine.pism.schedule import SampleSchedule
+from engine.pism.scorer import PismRecord, score_samples
+
+__all__ = ["BucketConfig", "PismConfig", "PismRecord", "SampleSchedule", "bucket_of", "draw_seed", "mask_image", "score_samples"]

@@ -1,0 +1,59 @@
+"""PISM thresholds and choices (methods.md section 1); every number here is a config value."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.config import ConfigError
+
+PAPER_RATIOS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+@dataclass
+class BucketConfig:
+    hard_max: float = 0.4  # lambda* at or below this is hard
+    easy_min: float = 0.7  # lambda* at or above this (or never failing) is easy
+    hard_inclusive: bool = True  # lambda* == hard_max counts as hard (paper)
+    easy_inclusive: bool = True  # lambda* == easy_min counts as easy (paper text); false follows its Table A (mid)
+
+
+@dataclass
+class PismConfig:
+    ratios: list[float] = field(default_factory=lambda: list(PAPER_RATIOS))  # mask ratios, ascending, first 0.0
+    draws: int = 10  # K: mask draws per ratio
+    tau: float = 0.1  # a ratio fails when Pc < tau
+    mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid
+    patch_size: int = 28  # merged patch side in the resized image (Qwen2.5-VL: 14 px x 2 merge)
+    patch_min_pixels: int = 12544  # the processor's resize bounds, so patches align after its resize
+    patch_max_pixels: int = 12544
+    schedule: Literal["reference", "adaptive"] = "adaptive"  # reference: every ratio, stop a ratio at its first success
+    seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
+    buckets: BucketConfig = field(default_factory=BucketConfig)
+
+    def validate(self) -> None:
+        r = self.ratios
+        if not r or r[0] != 0.0 or any(b <= a for a, b in zip(r, r[1:])) or r[-1] >= 1.0:
+            raise ConfigError(f"pism.ratios must start at 0.0, ascend strictly and stay below 1.0, got {r}")
+        if self.draws < 1 or not 0.0 < self.tau <= 1.0:
+            raise ConfigError("pism: need draws >= 1 and 0 < tau <= 1")
+        if self.buckets.hard_max > self.buckets.easy_min:
+            raise ConfigError("pism.buckets: hard_max must not exceed easy_min")
+
+    @property
+    def successes_needed(self) -> int:
+        """A ratio passes when successes / K >= tau, i.e. successes >= ceil(tau * K)."""
+        return max(1, math.ceil(self.tau * self.draws - 1e-9))
+
+
+def bucket_of(lambda_star: float | None, unsolved: bool, cfg: BucketConfig) -> str | None:
+    if unsolved:
+        return None
+    if lambda_star is None:
+        return "easy"
+    eps = 1e-9
+    if lambda_star < cfg.hard_max - eps or (cfg.hard_inclusive and abs(lambda_star - cfg.hard_max) <= eps):
+        return "hard"
+    if lambda_star > cfg.easy_min + eps or (cfg.easy_inclusive and abs(lambda_star - cfg.easy_min) <= eps):
+        return "easy"
+    return "mid"

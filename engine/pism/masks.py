@@ -1,0 +1,65 @@
+"""Masking operators. Every draw has its own seed from (global seed, sample id, ratio, draw), so any
+draw can be reproduced alone, in any order, on any worker."""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+from PIL import Image
+
+MODES = ("rect", "pixel", "patch")
+
+
+def draw_seed(global_seed: int, sample_id: str, ratio: float, draw: int) -> int:
+    """A 63-bit seed; stable across processes and Python versions (no hash())."""
+    key = f"{global_seed}|{sample_id}|{ratio:.6f}|{draw}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
+
+def _rect(arr: np.ndarray, ratio: float, rng: np.random.Generator) -> None:
+    # Reference code: one black rectangle with sides W*sqrt(r), H*sqrt(r), corner uniform.
+    h, w = arr.shape[:2]
+    rw, rh = round(w * math.sqrt(ratio)), round(h * math.sqrt(ratio))
+    x0 = int(rng.integers(0, w - rw + 1))
+    y0 = int(rng.integers(0, h - rh + 1))
+    arr[y0 : y0 + rh, x0 : x0 + rw] = 0
+
+
+def _pixel(arr: np.ndarray, ratio: float, rng: np.random.Generator) -> None:
+    # Paper text: a random r fraction of pixels set to black.
+    h, w = arr.shape[:2]
+    idx = rng.choice(h * w, size=round(ratio * h * w), replace=False)
+    arr.reshape(h * w, -1)[idx] = 0
+
+
+def _patch(arr: np.ndarray, ratio: float, rng: np.random.Generator, patch: int, min_pixels: int, max_pixels: int) -> None:
+    # A random r fraction of the vision encoder's merged patches, on the grid of the image as the
+    # processor resizes it (qwen-vl-utils' smart_resize), mapped back to this image's pixels.
+    from qwen_vl_utils import smart_resize
+
+    h, w = arr.shape[:2]
+    rh, rw = smart_resize(h, w, factor=patch, min_pixels=min_pixels, max_pixels=max_pixels)
+    gy, gx = rh // patch, rw // patch
+    cells = rng.choice(gy * gx, size=round(ratio * gy * gx), replace=False)
+    ys = np.linspace(0, h, gy + 1).round().astype(int)
+    xs = np.linspace(0, w, gx + 1).round().astype(int)
+    for c in cells:
+        i, j = divmod(int(c), gx)
+        arr[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] = 0
+
+
+def mask_image(image: Image.Image, ratio: float, mode: str, seed: int, *, patch: int = 28, min_pixels: int = 12544, max_pixels: int = 12544) -> Image.Image:
+    """A masked copy of `image` (RGB); ratio 0 returns an unmasked copy."""
+    if mode not in MODES:
+        raise ValueError(f"mask mode {mode!r} not one of {MODES}")
+    arr = np.array(image.convert("RGB"))
+    if ratio > 0:
+        rng = np.random.default_rng(seed)
+        if mode == "rect":
+            _rect(arr, ratio, rng)
+        elif mode == "pixel":
+            _pixel(arr, ratio, rng)
+        else:
+            _patch(arr, ratio, rng, patch, min_pixels, max_pixels)
+    return Image.fromarray(arr)
