@@ -87,6 +87,18 @@ def _run_generate(cfg, args) -> dict:
     return run_generate(cfg)
 
 
+def _pism_cls():
+    from pipelines.pism import PismJobConfig
+
+    return PismJobConfig
+
+
+def _run_pism(cfg, args) -> dict:
+    from pipelines.pism import run_pism
+
+    return run_pism(cfg)
+
+
 def _demo_cls():
     from engine.demo import DemoConfig
 
@@ -106,6 +118,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("model build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer from the synthetic corpus, random weights)", _warmstart_cls, "warmstart/tiny.yaml", _run_build_tiny, _build_tiny_args),
         Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)", _warmstart_cls, "warmstart/tiny.yaml", _run_warmstart),
         Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
+        Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable", _pism_cls, "pism/tiny.yaml", _run_pism),
         Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
     ]
 }

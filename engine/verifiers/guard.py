@@ -24,6 +24,7 @@ from engine.verifiers.base import BAD_GROUND_TRUTH, TIMEOUT, WORKER_DIED, Ground
 DEFAULT_TIMEOUT_S = 10.0
 WORKER_MEMORY_BYTES = int(os.environ.get("GRADUS_VERIFIER_WORKER_MEM", str(4 << 30)))
 WORKERS = int(os.environ.get("GRADUS_VERIFIER_WORKERS", "2"))
+COLLECT_SLACK_S = 60.0  # worker start-up (spawn + imports) and queueing behind in-flight calls
 
 
 def run_inline(fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
@@ -75,11 +76,16 @@ class IsolatedRunner:
     def submit(self, fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any], timeout_s: float):
         return self.pool().schedule(_isolated_call, args=(fn, output, truth, params), timeout=timeout_s)
 
-    @staticmethod
-    def collect(future) -> VerifyResult:
+    def collect(self, future, timeout_s: float) -> VerifyResult:
+        # pebble's own deadline starts when a worker picks the task up; the outer wait also bounds
+        # a pool that cannot start workers at all (e.g. a spawned worker failing at import).
         try:
-            return future.result()
+            return future.result(timeout=timeout_s + COLLECT_SLACK_S)
         except FutureTimeout:
+            if not future.done():  # the pool is wedged: cancel and start a fresh one next time
+                future.cancel()
+                self.close()
+                return VerifyResult.unparsed(f"{WORKER_DIED}: no worker finished the call within {timeout_s + COLLECT_SLACK_S:.0f} s")
             return VerifyResult.unparsed(TIMEOUT)
         except ProcessExpired as exc:
             return VerifyResult.unparsed(f"{WORKER_DIED}: exit code {exc.exitcode}")
@@ -90,7 +96,10 @@ class IsolatedRunner:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
                 self._pool.stop()
-                self._pool.join(timeout=5)
+                try:
+                    self._pool.join(timeout=5)
+                except TimeoutError:
+                    pass
             self._pool = None
 
 

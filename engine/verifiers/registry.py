@@ -60,7 +60,7 @@ def verify(name: str, output: str, truth: str, params: dict[str, Any] | None = N
     if not isinstance(output, str) or not isinstance(truth, str):
         return VerifyResult.unparsed(f"error:TypeError: output and ground truth must be str, got {type(output).__name__}, {type(truth).__name__}")
     if entry.isolated:
-        return RUNNER.collect(RUNNER.submit(entry.fn, output, truth, params, _timeout(params)))
+        return RUNNER.collect(RUNNER.submit(entry.fn, output, truth, params, _timeout(params)), _timeout(params))
     return run_inline(entry.fn, output, truth, params)
 
 
@@ -72,9 +72,9 @@ def verify_many(calls: Sequence[tuple[str, str, str, dict[str, Any] | None]]) ->
         entry = _entry(name)
         params = params or {}
         if entry.isolated and isinstance(output, str) and isinstance(truth, str):
-            pending[i] = RUNNER.submit(entry.fn, output, truth, params, _timeout(params))
+            pending[i] = (RUNNER.submit(entry.fn, output, truth, params, _timeout(params)), _timeout(params))
         else:
             results[i] = verify(name, output, truth, params)
-    for i, future in pending.items():
-        results[i] = RUNNER.collect(future)
+    for i, (future, timeout_s) in pending.items():
+        results[i] = RUNNER.collect(future, timeout_s)
     return results  # type: ignore[return-value]
