@@ -1,11 +1,15 @@
 """Ray Data pipeline: canonical shards -> PISM actor pool (vLLM or HF engine per actor) -> scores.
 
-read_parquet -> map_batches(PismActor, concurrency=(min, max)) -> write_parquet, with Ray Data's
-row-level checkpointing on `id` so a rerun of the same command skips rows already written. A kill
-can leave a block written but not yet checkpointed (scored twice) or a half-written file; the
-final step reads every readable part, keeps one row per id and writes `scores.parquet` sorted
-by id, so the result equals an uninterrupted run (scoring is seeded per draw). Bad records go to
-`quarantine.parquet` with their reason code; engine failures stay in scores as error rows.
+read_parquet -> drop ids already scored -> map_batches(PismActor, ActorPoolStrategy(min, max)) ->
+the driver streams result blocks (iter_batches) into parts/, one parquet file per block, each
+written to a temp name and renamed, so a part is either whole or absent. A rerun of the same
+command reads the ids in parts/ and scores only the rest. We do this instead of Ray Data's
+CheckpointConfig because there the output file and the checkpoint record are separate writes (a
+kill between them re-scores and duplicates rows) and, on small inputs here, output blocks were
+only written at the end of the run. The final step keeps one row per id and writes
+`scores.parquet` sorted by id, so the result equals an uninterrupted run (draws are seeded). Bad
+records go to `quarantine.parquet` with their reason code; engine failures stay in scores as
+error rows.
 """
 from __future__ import annotations
 
@@ -14,11 +18,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import Reason, SampleError
-from engine.data.sample import Sample
+from engine.data.sample import Sample, validate_sample
 from engine.generation.base import GenerationConfig, make_backend
 from engine.pism import PismConfig, score_samples
 from engine.ray_session import init_ray
@@ -37,6 +43,7 @@ class PismJobConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = all rows
+    rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
 
     def require_paths(self) -> None:
         if not self.input or not self.output:
@@ -60,7 +67,8 @@ class PismActor:
             row = {c: None for c in OUTPUT_COLUMNS} | {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split"),
                                                       "mask_mode": self.cfg.mask_mode, "schedule": self.cfg.schedule}
             try:
-                samples.append(Sample.from_row(raw))
+                # structure only; images are decoded once by the scorer (errors land there with their reason)
+                samples.append(validate_sample(Sample.from_row(raw), self.policy, decode=False))
                 slots.append(row)
             except SampleError as err:
                 row.update(error=err.reason.value, error_detail=err.detail)
@@ -75,17 +83,33 @@ class PismActor:
         return frame
 
 
+def _done_ids(parts: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    done: set[str] = set()
+    for f in parts.glob("*.parquet"):
+        done.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
+    return done
+
+
+def _write_part(frame, parts: Path) -> None:
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tmp = parts / f".{uuid.uuid4().hex}.tmp"
+    # No pandas metadata: Ray hands over Arrow-backed list dtypes that pandas cannot read back from it.
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
+    tmp.rename(parts / f"part-{uuid.uuid4().hex}.parquet")  # atomic: a part is whole or absent
+
+
 def _consolidate(parts: Path):
     """Every readable part file, one row per id (a re-scored id is identical), sorted by id."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    frames = []
-    for f in sorted(parts.glob("*.parquet")):
-        try:
-            frames.append(pq.read_table(f).to_pandas())
-        except Exception:  # a file cut short by a kill: its rows were never checkpointed, so they were re-scored
-            continue
+    frames = [pq.read_table(f).to_pandas() for f in sorted(parts.glob("*.parquet"))]
     if not frames:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)
@@ -94,7 +118,6 @@ def _consolidate(parts: Path):
 
 def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     import ray.data
-    from ray.data.checkpoint import CheckpointConfig
 
     cfg.require_paths()
     started = time.time()
@@ -102,32 +125,42 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     out = Path(cfg.output)
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    chash = config_hash(cfg)
+    # What decides a row's scores (not where it is written, nor how many rows run): the same
+    # model and settings give the same hash in every output directory.
+    chash = config_hash({"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation)})
     stamp = out / "job.json"
     job = {"config_hash": chash, "input": cfg.input}
     if stamp.exists() and json.loads(stamp.read_text()) != job:
         raise ConfigError(f"{out} holds a run with another config or input; use a new output directory")
     stamp.write_text(json.dumps(job))
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.checkpoint_config = CheckpointConfig(id_column="id", checkpoint_path=str((out / "checkpoint").resolve()), delete_checkpoint_on_success=False)
+    for stale in parts.glob(".*.tmp"):  # a write cut short by a kill
+        stale.unlink()
+    done = _done_ids(parts)
     ds = ray.data.read_parquet(cfg.input)
+    rows = ds.count()  # parquet metadata only
     if cfg.limit:
         ds = ds.limit(cfg.limit)
+    if done:
+        done_ref = ray.put(done)
+        ds = ds.map_batches(lambda b: b[~b["id"].astype(str).isin(ray.get(done_ref))], batch_format="pandas")
+    # Streaming (not all-to-all) split into small blocks: each is scored and persisted on its own.
+    ds = ds.repartition(target_num_rows_per_block=cfg.rows_per_block)
     provenance = {"model_id": model_id or cfg.generation.model_path, "config_hash": chash, "seed": cfg.pism.seed, "gradus_version": __version__}
     scored = ds.map_batches(
         PismActor,
         fn_constructor_kwargs={"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": provenance},
-        concurrency=(cfg.actors.min_actors, cfg.actors.max_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.actors.min_actors, max_size=cfg.actors.max_actors),
         num_cpus=cfg.actors.num_cpus,
         num_gpus=cfg.actors.num_gpus or None,
         batch_size=cfg.actors.batch_size,
         batch_format="pandas",
     )
-    try:
-        scored.write_parquet(str(parts))
-    finally:
-        ctx.checkpoint_config = None
+    todo = max(0, (min(rows, cfg.limit) if cfg.limit else rows) - len(done))
+    with tqdm(total=todo, desc="pism", unit="sample", initial=0) as bar:
+        for frame in scored.iter_batches(batch_format="pandas", batch_size=None):
+            _write_part(frame, parts)
+            bar.update(len(frame))
 
     frame = _consolidate(parts)
     bad = frame["error"].isin(DATA_REASONS)

@@ -119,7 +119,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def config_hash(cfg: Any) -> str:
     """Stable short hash of a config's content (key order and YAML formatting do not matter)."""
-    payload = json.dumps(to_dict(cfg), sort_keys=True, default=str)
+    payload = json.dumps(cfg if isinstance(cfg, dict) else to_dict(cfg), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -36,7 +36,7 @@ def corpus(warm_corpus, tmp_path_factory):
 def _cmd(src, out, model):
     return [sys.executable, "-m", "engine.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
             f"input={src}", f"output={out}", f"generation.model_path={model}", "generation.backend=hf", "generation.temperature=0.0",
-            "pism.ratios=[0.0, 0.5]", "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2"]
+            "pism.ratios=[0.0, 0.5]", "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", "rows_per_block=2"]
 
 
 def _env(ray_session):
