@@ -121,7 +121,7 @@ def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
             "model_id": model_id or cfg.generation.model_path,
             "config_hash": config_hash(cfg),
         },
-        concurrency=(cfg.actors.min_actors, cfg.actors.max_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.actors.min_actors, max_size=cfg.actors.max_actors),
         num_cpus=cfg.actors.num_cpus,
         num_gpus=cfg.actors.num_gpus or None,
         batch_size=cfg.actors.batch_size,
