@@ -19,6 +19,7 @@ class GenerationConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     max_new_tokens: int = 16  # caps cost: generation length dominates scoring time
+    stop: list[str] = field(default_factory=list)  # e.g. ["</answer>"]: end a completion once its answer is complete (kept in the text)
     hf_batch_size: int = 32
     device: str = "auto"  # hf backend: "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     dtype: str = "float32"

@@ -46,6 +46,7 @@ class HFBackend(GenerationBackend):
                 do_sample=sample,
                 temperature=self.cfg.temperature if sample else None,
                 top_p=self.cfg.top_p if sample else None,
+                **({"stop_strings": list(self.cfg.stop), "tokenizer": self.processor.tokenizer} if self.cfg.stop else {}),
             )
         new = ids[:, inputs["input_ids"].shape[1] :]
         tok = self.processor.tokenizer
@@ -54,5 +55,14 @@ class HFBackend(GenerationBackend):
             keep = row[row != tok.pad_token_id]
             finished = bool((keep == tok.eos_token_id).any())
             keep = keep[keep != tok.eos_token_id]
-            results.append(Generation(tok.decode(keep, skip_special_tokens=True), int(len(keep) + finished), "stop" if finished else "length"))
+            text = tok.decode(keep, skip_special_tokens=True)
+            cut = _cut_at_stop(text, self.cfg.stop)
+            if cut is not None:  # the stop string may end inside a token: keep text up to and including it
+                text, finished = cut, True
+            results.append(Generation(text, int(len(keep) + finished), "stop" if finished else "length"))
         return results
+
+
+def _cut_at_stop(text: str, stops) -> str | None:
+    ends = [text.find(s) + len(s) for s in stops if s and s in text]
+    return text[: min(ends)] if ends else None

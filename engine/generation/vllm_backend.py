@@ -43,7 +43,8 @@ class VLLMBackend(GenerationBackend):
             return []
         chats = [to_chat(r.messages, r.images, backend="vllm") for r in requests]
         params = [
-            SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=r.seed)
+            SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=r.seed,
+                           stop=list(self.cfg.stop) or None, include_stop_str_in_output=True)  # verifiers need the closing tag
             for r in requests
         ]
         outputs = self.llm.chat(chats, params, use_tqdm=False)
