@@ -181,5 +181,10 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
         **provenance,
         "wall_s": round(time.time() - started, 1),
     }
+    from engine.pism.report import survival, write_plots
+
+    lams = [None if v != v else v for v in ok["lambda_star"]]  # NaN: never failed
+    summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in survival(lams, cfg.pism.ratios))))
+    summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

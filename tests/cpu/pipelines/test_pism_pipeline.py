@@ -67,3 +67,4 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
     cols = ["id", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens", "config_hash"]
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     assert set(a["bucket"].dropna()) and a["error"].isna().all()
+    assert (killed / "survival.png").exists() and (killed / "buckets.png").exists()
