@@ -39,6 +39,7 @@ test-slow: env
 
 bench: env
 	$(PY) benchmarks/verifiers.py
+	$(PY) benchmarks/pism.py
 	$(PY) benchmarks/warmstart.py
 
 clean:
