@@ -28,6 +28,7 @@ from engine.data.sample import Sample, validate_sample
 from engine.generation.base import GenerationConfig, make_backend
 from engine.pism import PismConfig, score_samples
 from engine.ray_session import init_ray
+from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
@@ -43,6 +44,7 @@ class PismJobConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = all rows
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
 
     def require_paths(self) -> None:
@@ -186,5 +188,6 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     lams = [None if v != v else v for v in ok["lambda_star"]]  # NaN: never failed
     summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in survival(lams, cfg.pism.ratios))))
     summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
+    summary["wandb_run"] = log_summary(cfg.wandb, out, "score-pism", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -1,5 +1,6 @@
 """PISM pipeline on Ray Data: hostile records land in quarantine; a kill -9 of the driver mid-run
 followed by the same command gives output identical to an uninterrupted run."""
+import json
 import os
 import signal
 import subprocess
@@ -68,3 +69,5 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     assert set(a["bucket"].dropna()) and a["error"].isna().all()
     assert (killed / "survival.png").exists() and (killed / "buckets.png").exists()
+    run = Path(json.loads((killed / "summary.json").read_text())["wandb_run"])  # offline wandb run, syncable later
+    assert run.is_relative_to(killed) and list(run.glob("*.wandb"))
