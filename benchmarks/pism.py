@@ -50,11 +50,14 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
     args = parser.parse_args()
 
+    from dataclasses import asdict
+
     from engine import __version__
     from engine.config import config_hash, from_dict, load_config
     from engine.data.shards import iter_samples
     from engine.generation.base import GenerationConfig, make_backend
     from engine.pism import PismConfig, score_samples
+    from pipelines.pism import PismJobConfig
     from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
@@ -66,12 +69,12 @@ def main() -> None:
         if per[s.task] < args.per_family:
             samples.append(s)
             per[s.task] += 1
-    job = load_config(__import__("pipelines.pism", fromlist=["PismJobConfig"]).PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
-    gen = from_dict(GenerationConfig, {**__import__("dataclasses").asdict(job.generation), "model_path": str(model)})
+    job = load_config(PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
+    gen = from_dict(GenerationConfig, {**asdict(job.generation), "model_path": str(model)})
     backend = make_backend(gen)
     runs = {}
     for schedule in ("reference", "adaptive"):
-        cfg = from_dict(PismConfig, {**__import__("dataclasses").asdict(job.pism), "schedule": schedule})
+        cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": schedule})
         t0 = time.time()
         recs = score_samples(samples, backend, cfg)
         runs[schedule] = (cfg, recs, time.time() - t0)

@@ -185,8 +185,8 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     }
     from engine.pism.report import survival, write_plots
 
-    lams = [None if v != v else v for v in ok["lambda_star"]]  # NaN: never failed
-    summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in survival(lams, cfg.pism.ratios))))
+    shares = survival(list(ok["lambda_star"]), cfg.pism.ratios)
+    summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in shares)))
     summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
     summary["wandb_run"] = log_summary(cfg.wandb, out, "score-pism", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -8,9 +8,9 @@ BUCKETS = ("easy", "mid", "hard", "unsolved")
 
 
 def survival(lambda_stars: Sequence[float | None], ratios: Sequence[float]) -> list[float]:
-    """Share of samples still solved at each ratio: lambda* is None (never failed) or above the ratio."""
+    """Share of samples still solved at each ratio: lambda* is None / NaN (never failed) or above the ratio."""
     n = len(lambda_stars)
-    return [sum(1 for lam in lambda_stars if lam is None or lam > r + 1e-9) / n if n else 0.0 for r in ratios]
+    return [sum(1 for lam in lambda_stars if lam is None or lam != lam or lam > r + 1e-9) / n if n else 0.0 for r in ratios]
 
 
 def write_plots(frame, ratios: Sequence[float], out_dir: Path, title: str = "") -> list[Path]:
@@ -26,7 +26,7 @@ def write_plots(frame, ratios: Sequence[float], out_dir: Path, title: str = "") 
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for task in tasks:
-        lams = [None if v != v else v for v in ok.loc[ok["task"] == task, "lambda_star"]]  # NaN -> never failed
+        lams = list(ok.loc[ok["task"] == task, "lambda_star"])
         ax.plot(ratios, survival(lams, ratios), marker="o", label=f"{task} (n={len(lams)})")
     ax.set_xlabel("mask ratio")
     ax.set_ylabel("share still solved (Pc >= tau)")

@@ -8,7 +8,7 @@ import json
 import math
 import re
 from fractions import Fraction
-from typing import Any
+from typing import Any, Callable
 
 from rapidfuzz.distance import Levenshtein
 
@@ -23,6 +23,21 @@ def verify_exact(output: str, truth: str, params: dict[str, Any]) -> VerifyResul
         return answer
     ok = normalize_text(answer) == normalize_text(truth) if params.get("normalize", True) else answer == truth
     return VerifyResult.judged(ok, answer)
+
+
+def _parse_both(output: str, truth: str, params: dict[str, Any], parse: Callable[[str], Any], what: str, reason: str,
+                parse_answer: Callable[[str], Any] | None = None) -> VerifyResult | tuple[str, Any, Any]:
+    """(answer, parsed truth, parsed answer), or the failure result. Shared by the parse-then-compare verifiers."""
+    answer = extract_or_fail(output, params)
+    if isinstance(answer, VerifyResult):
+        return answer
+    want = parse(truth)
+    if want is None:
+        raise GroundTruthError(f"{what} truth {truth!r}")
+    got = (parse_answer or parse)(answer)
+    if got is None:
+        return VerifyResult.unparsed(reason, answer)
+    return answer, want, got
 
 
 # ---- yes / no -------------------------------------------------------------------------------
@@ -41,15 +56,10 @@ def parse_yes_no(text: str) -> str | None:
 
 def verify_yes_no(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
     """The answer must be exactly yes or no (true/false accepted); "yes and no" is not an answer."""
-    answer = extract_or_fail(output, params)
-    if isinstance(answer, VerifyResult):
-        return answer
-    want = parse_yes_no(truth)
-    if want is None:
-        raise GroundTruthError(f"yes/no truth {truth!r}")
-    got = parse_yes_no(answer)
-    if got is None:
-        return VerifyResult.unparsed("not_yes_no", answer)
+    parsed = _parse_both(output, truth, params, parse_yes_no, "yes/no", "not_yes_no")
+    if isinstance(parsed, VerifyResult):
+        return parsed
+    answer, want, got = parsed
     return VerifyResult.judged(got == want, answer)
 
 
@@ -93,16 +103,11 @@ def parse_choice(text: str, options: list[str] | None = None) -> frozenset[str] 
 
 def verify_choice(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
     """Exact set match of option letters, order-insensitive (multi-select allowed)."""
-    answer = extract_or_fail(output, params)
-    if isinstance(answer, VerifyResult):
-        return answer
     options = params.get("options")
-    want = parse_choice(truth)
-    if not want:
-        raise GroundTruthError(f"choice truth {truth!r}")
-    got = parse_choice(answer, options)
-    if got is None:
-        return VerifyResult.unparsed("not_a_choice", answer)
+    parsed = _parse_both(output, truth, params, parse_choice, "choice", "not_a_choice", lambda a: parse_choice(a, options))
+    if isinstance(parsed, VerifyResult):
+        return parsed
+    answer, want, got = parsed
     if options and any(ord(c) - ord("A") >= len(options) for c in got):
         return VerifyResult.unparsed("choice_out_of_range", answer)
     return VerifyResult.judged(got == want, answer, picked="".join(sorted(got)))
@@ -134,15 +139,10 @@ def parse_number(text: str) -> float | None:
 
 def verify_numeric(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
     """|answer - truth| <= tolerance (absolute, or relative to |truth| with relative: true)."""
-    answer = extract_or_fail(output, params)
-    if isinstance(answer, VerifyResult):
-        return answer
-    want = parse_number(truth)
-    if want is None:
-        raise GroundTruthError(f"numeric truth {truth!r}")
-    got = parse_number(answer)
-    if got is None:
-        return VerifyResult.unparsed("not_a_number", answer)
+    parsed = _parse_both(output, truth, params, parse_number, "numeric", "not_a_number")
+    if isinstance(parsed, VerifyResult):
+        return parsed
+    answer, want, got = parsed
     tol = float(params.get("tolerance", 0.0))
     bound = tol * max(1.0, abs(want)) if params.get("relative") else tol
     return VerifyResult.judged(abs(got - want) <= bound + 1e-12, answer)
@@ -166,15 +166,10 @@ def parse_count(text: str) -> int | None:
 
 def verify_count(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
     """Counting: the integer must match exactly."""
-    answer = extract_or_fail(output, params)
-    if isinstance(answer, VerifyResult):
-        return answer
-    want = parse_count(truth)
-    if want is None:
-        raise GroundTruthError(f"count truth {truth!r}")
-    got = parse_count(answer)
-    if got is None:
-        return VerifyResult.unparsed("not_a_count", answer)
+    parsed = _parse_both(output, truth, params, parse_count, "count", "not_a_count")
+    if isinstance(parsed, VerifyResult):
+        return parsed
+    answer, want, got = parsed
     return VerifyResult.judged(got == want, answer)
 
 
