@@ -90,7 +90,7 @@ def test_rlhf_dataset_loads_what_we_write(tmp_path, tiny_random_model, monkeypat
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     (path,) = write_records("verl", _samples()[:2], tmp_path / "rl.parquet")
     config = OmegaConf.create({"cache_dir": str(tmp_path / "verl-cache"), "max_prompt_length": 1024, "filter_overlong_prompts": True,
-                               "filter_overlong_prompts_workers": 1})
+                               "filter_overlong_prompts_workers": None})  # in-process: a forked filter worker hangs once torch threads ran in this process
     dataset = rl_dataset.RLHFDataset([str(path)], AutoTokenizer.from_pretrained(tiny_random_model), config,
                                      AutoProcessor.from_pretrained(tiny_random_model))
     assert len(dataset) == 2
