@@ -39,7 +39,7 @@ DATA_REASONS = {r.value for r in Reason}
 @dataclass
 class PismJobConfig:
     input: str = ""  # canonical parquet shards
-    output: str = ""  # output directory: scores.parquet, quarantine.parquet, summary.json, parts/
+    output: str = ""  # output directory: scores.parquet, quarantine.parquet, summary.json, report.html, plots, parts/
     pism: PismConfig = field(default_factory=PismConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
@@ -118,6 +118,20 @@ def _consolidate(parts: Path):
     return frame.drop_duplicates("id", keep="first").sort_values("id").reset_index(drop=True)
 
 
+def _write_report(out: Path, summary: dict, ratios) -> Path:
+    from engine.html_report import write_html_report
+    from engine.pism.report import BUCKETS
+
+    headline = {k: summary[k] for k in ("rows", "scored", "generations", "tokens", "schedule", "mask_mode", "model_id",
+                                        "config_hash", "seed", "gradus_version", "wall_s")}
+    per_task = [{"task": t, **{b: counts.get(b, 0) for b in BUCKETS}} for t, counts in sorted(summary["per_task_buckets"].items())]
+    problems = [{"reason": r, "rows": n, "where": "quarantine.parquet"} for r, n in summary["quarantined"].items()]
+    problems += [{"reason": r, "rows": n, "where": "scores.parquet (error rows)"} for r, n in summary["errors"].items()]
+    tables = {"Buckets per task": per_task, "Survival (share still solved)": [{"ratio": r, "share": v} for r, v in summary["survival"].items()],
+              "Quarantined and errored rows": problems}
+    return write_html_report(out / "report.html", f"PISM: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
+
+
 def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     import ray.data
 
@@ -189,5 +203,6 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in shares)))
     summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
     summary["wandb_run"] = log_summary(cfg.wandb, out, "score-pism", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
+    summary["report"] = str(_write_report(out, summary, cfg.pism.ratios))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

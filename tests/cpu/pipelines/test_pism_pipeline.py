@@ -34,9 +34,13 @@ def corpus(warm_corpus, tmp_path_factory):
     return src, [r["id"] for r in picked]
 
 
-def _cmd(src, out, model):
+# hf: greedy; vllm: sampled at the config's temperature with per-draw seeds (outputs must not depend on batching)
+BACKENDS = {"hf": ["generation.backend=hf", "generation.temperature=0.0"], "vllm": ["generation.backend=vllm"]}
+
+
+def _cmd(src, out, model, backend):
     return [sys.executable, "-m", "engine.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
-            f"input={src}", f"output={out}", f"generation.model_path={model}", "generation.backend=hf", "generation.temperature=0.0",
+            f"input={src}", f"output={out}", f"generation.model_path={model}", *BACKENDS[backend],
             "pism.ratios=[0.0, 0.5]", "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", "rows_per_block=2"]
 
 
@@ -44,21 +48,22 @@ def _env(ray_session):
     return {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
 
 
-def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_model, corpus, tmp_path):
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_model, corpus, tmp_path, backend):
     src, ids = corpus
     env = _env(ray_session)
     straight = tmp_path / "straight"
-    subprocess.run(_cmd(src, straight, warm_model), env=env, check=True, capture_output=True, timeout=900)
+    subprocess.run(_cmd(src, straight, warm_model, backend), env=env, check=True, capture_output=True, timeout=900)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(src, killed, warm_model), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_cmd(src, killed, warm_model, backend), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and not list((killed / "parts").glob("*.parquet")):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the driver, mid-write
     proc.wait()
     assert not (killed / "scores.parquet").exists(), "the run finished before it could be killed"
-    subprocess.run(_cmd(src, killed, warm_model), env=env, check=True, capture_output=True, timeout=900)
+    subprocess.run(_cmd(src, killed, warm_model, backend), env=env, check=True, capture_output=True, timeout=900)
 
     a = pd.read_parquet(straight / "scores.parquet")
     b = pd.read_parquet(killed / "scores.parquet")
@@ -69,5 +74,7 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     assert set(a["bucket"].dropna()) and a["error"].isna().all()
     assert (killed / "survival.png").exists() and (killed / "buckets.png").exists()
+    report = (killed / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 2 and "image_corrupt" in report  # plots inlined, quarantine listed
     run = Path(json.loads((killed / "summary.json").read_text())["wandb_run"])  # offline wandb run, syncable later
     assert run.is_relative_to(killed) and list(run.glob("*.wandb"))
