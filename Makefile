@@ -40,6 +40,7 @@ test-slow: env
 bench: env
 	$(PY) benchmarks/verifiers.py
 	$(PY) benchmarks/pism.py
+	$(PY) benchmarks/pism_throughput.py
 	$(PY) benchmarks/warmstart.py
 
 clean:

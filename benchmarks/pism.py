@@ -9,7 +9,8 @@ Writes benchmarks/results/pism.json with:
 - adaptive_is_minimal: share of samples where the adaptive count equals the minimum any exact
   schedule needs for the outcomes the reference run observed;
 - tokens_per_generation for both runs; machine, model, corpus size and wall times.
-P2 (pipeline efficiency) and P3 (batched vs reference client) are not measured yet.
+P2 (pipeline efficiency), P3 (batched vs reference client) and the stop-string check are
+benchmarks/pism_throughput.py; both scripts update their own keys in the same file.
 """
 from __future__ import annotations
 
@@ -114,9 +115,12 @@ def main() -> None:
         "pism": {"draws": ref_cfg.draws, "tau": ref_cfg.tau, "ratios": ref_cfg.ratios, "mask_mode": ref_cfg.mask_mode},
         "model_id": ws.model.model_id, "model_path": str(model), "config_hash": config_hash(job), "gradus_version": __version__,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "not_measured": ["pipeline_efficiency (P2)", "batched_vs_reference_client (P3)"],
     }
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    out = Path(args.out)
+    merged = json.loads(out.read_text()) if out.exists() else {}
+    merged.update(record)
+    merged.pop("not_measured", None)
+    out.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 

@@ -30,10 +30,29 @@ class ActorPoolConfig:
     num_cpus: float = 1.0  # per actor; keep below the node's CPUs so read/write tasks still run
     num_gpus: float = 0.0
     batch_size: int = 32
+    # Ray sets OMP_NUM_THREADS = num_cpus in an actor (1 here), which also caps the engine's CPU
+    # threads; 0 keeps Ray's value, N lets a CPU engine use N threads while reserving num_cpus.
+    omp_threads: int = 0
 
     def validate(self) -> None:
         if not 1 <= self.min_actors <= self.max_actors:
             raise ConfigError("actors: need 1 <= min_actors <= max_actors")
+        if self.omp_threads < 0:
+            raise ConfigError("actors.omp_threads must be >= 0")
+
+    def remote_args(self) -> dict:
+        """Ray Data map_batches arguments placing one actor of this pool."""
+        args = {"compute": _pool(self.min_actors, self.max_actors), "num_cpus": self.num_cpus, "num_gpus": self.num_gpus or None,
+                "batch_size": self.batch_size}
+        if self.omp_threads:
+            args["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(self.omp_threads)}}
+        return args
+
+
+def _pool(min_size: int, max_size: int):
+    import ray.data
+
+    return ray.data.ActorPoolStrategy(min_size=min_size, max_size=max_size)
 
 
 @dataclass
@@ -121,11 +140,8 @@ def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
             "model_id": model_id or cfg.generation.model_path,
             "config_hash": config_hash(cfg),
         },
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.actors.min_actors, max_size=cfg.actors.max_actors),
-        num_cpus=cfg.actors.num_cpus,
-        num_gpus=cfg.actors.num_gpus or None,
-        batch_size=cfg.actors.batch_size,
         batch_format="pandas",
+        **cfg.actors.remote_args(),
     )
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
-                  "mask_mode", "schedule", "error", "error_detail", "draws_json"]
+                  "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
 DATA_REASONS = {r.value for r in Reason}
 
 
@@ -78,7 +78,7 @@ class PismActor:
         for row, rec in zip(slots, score_samples(samples, self.backend, self.cfg, self.policy)):
             row.update(successes=rec.successes, runs=rec.runs, lambda_star=rec.lambda_star, bucket=rec.bucket, unsolved=rec.unsolved,
                        generations=rec.generations, tokens=rec.tokens, error=rec.error, error_detail=rec.error_detail,
-                       draws_json=json.dumps(rec.draws))
+                       draws_json=json.dumps(rec.draws), clean_response=rec.clean_response)
         frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
         for key, value in self.provenance.items():
             frame[key] = value
@@ -166,11 +166,8 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     scored = ds.map_batches(
         PismActor,
         fn_constructor_kwargs={"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": provenance},
-        compute=ray.data.ActorPoolStrategy(min_size=cfg.actors.min_actors, max_size=cfg.actors.max_actors),
-        num_cpus=cfg.actors.num_cpus,
-        num_gpus=cfg.actors.num_gpus or None,
-        batch_size=cfg.actors.batch_size,
         batch_format="pandas",
+        **cfg.actors.remote_args(),
     )
     todo = max(0, (min(rows, cfg.limit) if cfg.limit else rows) - len(done))
     with tqdm(total=todo, desc="pism", unit="sample", initial=0) as bar:

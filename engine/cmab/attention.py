@@ -109,7 +109,7 @@ def _reduce_layer(col: _Collector, layer: int, query, key, attention_mask, scali
                 allowed = allowed & m
             else:
                 scores = scores + m.float()
-        probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+        probs = torch.softmax(scores.masked_fill_(~allowed, float("-inf")), dim=-1)
         out.append(reduce_probs(probs, groups))
         if col.keep_rows:
             rows_out.append(probs.mean(0))

@@ -52,10 +52,24 @@ class Generation:
 
 
 class GenerationBackend:
-    """Holds one engine for its whole life; `generate` takes many requests at once."""
+    """Holds one engine for its whole life; `generate` takes many requests at once.
+
+    Backends with a continuously batching engine also stream: `submit` adds one request while
+    others run and `poll` advances the engine, returning the requests that finished. Callers can
+    then send a follow-up request the moment its predecessor is judged, with no barrier waiting
+    for the slowest request of a batch.
+    """
+
+    streaming = False
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         raise NotImplementedError
+
+    def submit(self, request: GenerationRequest) -> str:
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def poll(self) -> list[tuple[str, Generation]]:
+        raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     def close(self) -> None:
         pass

@@ -42,20 +42,34 @@ class VLLMBackend(GenerationBackend):
         kwargs.update(cfg.engine_kwargs)
         self.llm = LLM(**kwargs)
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+    streaming = True
+
+    def _params(self, request: GenerationRequest):
         from vllm import SamplingParams
 
+        return SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=request.seed,
+                              stop=list(self.cfg.stop) or None, include_stop_str_in_output=True)  # verifiers need the closing tag
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         if not requests:
             return []
         chats = [to_chat(r.messages, r.images, backend="vllm") for r in requests]
-        params = [
-            SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=r.seed,
-                           stop=list(self.cfg.stop) or None, include_stop_str_in_output=True)  # verifiers need the closing tag
-            for r in requests
-        ]
-        outputs = self.llm.chat(chats, params, use_tqdm=False)
-        return [Generation(o.outputs[0].text, len(o.outputs[0].token_ids), o.outputs[0].finish_reason or "") for o in outputs]
+        outputs = self.llm.chat(chats, [self._params(r) for r in requests], use_tqdm=False)
+        return [_generation(o) for o in outputs]
+
+    def submit(self, request: GenerationRequest) -> str:
+        (rid,) = self.llm.enqueue_chat([to_chat(request.messages, request.images, backend="vllm")], [self._params(request)], use_tqdm=False)
+        # enqueue_chat returns the engine's internal id ("<external>-<8 random chars>"); outputs carry the external one.
+        return rid.rsplit("-", 1)[0]
+
+    def poll(self) -> list[tuple[str, Generation]]:
+        return [(o.request_id, _generation(o)) for o in self.llm.llm_engine.step() if o.finished]
 
     def close(self) -> None:
         # Drop the engine so its worker processes exit with the actor, not with the interpreter.
         self.llm = None
+
+
+def _generation(output) -> Generation:
+    completion = output.outputs[0]
+    return Generation(completion.text, len(completion.token_ids), completion.finish_reason or "")

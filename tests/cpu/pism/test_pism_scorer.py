@@ -6,6 +6,7 @@ from engine.data.shards import iter_samples
 from engine.generation.base import GenerationConfig, make_backend
 from engine.pism import PismConfig, bucket_of, score_samples
 from engine.config import from_dict
+from engine.verifiers import verify
 
 RATIOS = [0.0, 0.3, 0.6, 0.9]
 DRAWS = 3
@@ -45,5 +46,9 @@ def test_adaptive_equals_reference_equals_brute_force(samples, backend):
         lam = next((RATIOS[i] for i, ok in enumerate(passes) if not ok), None)
         assert a.bucket == bucket_of(lam, not passes[0], brute_cfg.buckets)
         assert a.generations <= r.generations
+        # the clean-image answer CMAB reuses: present exactly when solved, and it verifies
+        assert (a.clean_response is not None) == passes[0]
+        if a.clean_response is not None:
+            assert verify(s.verifier, a.clean_response, s.answer, s.verifier_params).passed
     assert sum(a.generations for a in adaptive) < sum(r.generations for r in reference)
     assert {a.bucket for a in adaptive} - {None}, "the warm model should solve some samples on clean images"
