@@ -15,12 +15,13 @@ benchmarks/pism_throughput.py; both scripts update their own keys in the same fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from pism_common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_MIX = {"easy": 0.38, "mid": 0.24, "hard": 0.07, "unsolved": 0.31}
@@ -64,12 +65,7 @@ def main() -> None:
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
     model = ensure_warmstart(ws)
     corpus = ensure_corpus(ws.synth, cache_root(ws.cache_dir))
-    per = defaultdict(int)
-    samples = []
-    for s in iter_samples(corpus / "test"):
-        if per[s.task] < args.per_family:
-            samples.append(s)
-            per[s.task] += 1
+    samples = per_family(iter_samples(corpus / "test"), args.per_family)
     job = load_config(PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
     gen = from_dict(GenerationConfig, {**asdict(job.generation), "model_path": str(model)})
     backend = make_backend(gen)
@@ -116,12 +112,7 @@ def main() -> None:
         "model_id": ws.model.model_id, "model_path": str(model), "config_hash": config_hash(job), "gradus_version": __version__,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
-    out = Path(args.out)
-    merged = json.loads(out.read_text()) if out.exists() else {}
-    merged.update(record)
-    merged.pop("not_measured", None)
-    out.write_text(json.dumps(merged, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    merge_results(Path(args.out), record)
 
 
 if __name__ == "__main__":

@@ -20,29 +20,26 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import tempfile
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
+
+from pism_common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def reference_client(backend, samples, cfg, max_in_flight: int = 10):
     """The seed code's pattern: one request per draw, <= max_in_flight outstanding, per-sample order."""
-    from vllm import SamplingParams
-
     from engine.data.images import ImagePolicy
-    from engine.model.chat import to_chat
-    from engine.pism.masks import draw_seed, mask_image
     from engine.pism.schedule import SampleSchedule
+    from engine.pism.scorer import draw_request
     from engine.verifiers import verify
 
-    llm, gen = backend.llm, backend.cfg
     queue = deque(samples)
     in_flight: dict[str, tuple] = {}
     results: dict[str, SampleSchedule] = {}
@@ -53,14 +50,8 @@ def reference_client(backend, samples, cfg, max_in_flight: int = 10):
         if nxt is None:
             return False
         i, k = nxt
-        seed = draw_seed(cfg.seed, sample.id, cfg.ratios[i], k)
-        masked = [mask_image(img, cfg.ratios[i], cfg.mask_mode, seed + j, patch=cfg.patch_size,
-                             min_pixels=cfg.patch_min_pixels, max_pixels=cfg.patch_max_pixels) for j, img in enumerate(images)]
-        params = SamplingParams(temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_new_tokens, seed=seed,
-                                stop=list(gen.stop) or None, include_stop_str_in_output=True)
-        (rid,) = llm.enqueue_chat([to_chat(sample.prompt_messages, masked, backend="vllm")], [params], use_tqdm=False)
-        # enqueue_chat returns the engine's internal id ("<external>-<8 random chars>"); outputs carry the external one.
-        in_flight[rid.rsplit("-", 1)[0]] = (sample, images, sched, i)
+        # one request per draw, submitted and stepped by hand: the seed code's client, minus its HTTP hop
+        in_flight[backend.submit(draw_request(cfg, sample, images, i, k))] = (sample, images, sched, i)
         return True
 
     def start_next() -> None:
@@ -72,14 +63,11 @@ def reference_client(backend, samples, cfg, max_in_flight: int = 10):
 
     start_next()
     while in_flight:
-        for out in llm.llm_engine.step():
-            if not out.finished:
-                continue
-            sample, images, sched, i = in_flight.pop(out.request_id)
-            completion = out.outputs[0]
+        for rid, gen in backend.poll():
+            sample, images, sched, i = in_flight.pop(rid)
             generations += 1
-            tokens += len(completion.token_ids)
-            sched.record(i, verify(sample.verifier, completion.text, sample.answer, sample.verifier_params).passed)
+            tokens += gen.num_tokens
+            sched.record(i, verify(sample.verifier, gen.text, sample.answer, sample.verifier_params).passed)
             submit(sample, images, sched)
         start_next()
     return results, generations, tokens
@@ -165,6 +153,7 @@ def _p3(p3_samples, job, gen_dict, stop) -> dict:
     record = {}
     backend = make_backend(from_dict(GenerationConfig, gen_dict))
     ref_cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
+    score_samples(p3_samples[:: max(1, len(p3_samples) // 6)], backend, ref_cfg)  # warm-up: the first requests pay one-time costs
     t0 = time.time()
     client, client_gens, client_tokens = reference_client(backend, p3_samples, ref_cfg)
     client_s = time.time() - t0
@@ -224,13 +213,8 @@ def main() -> None:
     gen_dict = {**asdict(job.generation), "model_path": str(model), "stop": []}
     gen = from_dict(GenerationConfig, gen_dict)
 
-    per = defaultdict(int)
-    samples = []
-    for s in iter_samples(corpus / "test"):
-        if per[s.task] < args.per_family:
-            samples.append(s)
-            per[s.task] += 1
-    p3_samples = [s for i, s in enumerate(samples) if sum(1 for t in samples[:i] if t.task == s.task) < args.p3_per_family]
+    samples = per_family(iter_samples(corpus / "test"), args.per_family)
+    p3_samples = per_family(samples, args.p3_per_family)
     record: dict = {}
     if "p2" in args.parts:
         record.update(_p2(samples, job, gen, ws))
@@ -240,12 +224,7 @@ def main() -> None:
                                     "backend": gen.backend, "model_id": ws.model.model_id, "temperature": gen.temperature,
                                     "max_new_tokens": gen.max_new_tokens}
 
-    out = Path(args.out)
-    merged = json.loads(out.read_text()) if out.exists() else {}
-    merged.update(record)
-    merged.pop("not_measured", None)
-    out.write_text(json.dumps(merged, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    merge_results(Path(args.out), record)
 
 
 if __name__ == "__main__":

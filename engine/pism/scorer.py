@@ -92,7 +92,8 @@ def score_samples(
 _Item = tuple[Sample, list[Image.Image], SampleSchedule, PismRecord]
 
 
-def _request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int) -> GenerationRequest:
+def draw_request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int) -> GenerationRequest:
+    """The request for draw k at ratio index i: masks and sampling seed derived from (seed, id, ratio, k)."""
     ratio = cfg.ratios[i]
     seed = draw_seed(cfg.seed, sample.id, ratio, k)
     masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, patch=cfg.patch_size,
@@ -126,7 +127,7 @@ def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) ->
         if not wave:
             break
         try:
-            gens = backend.generate([_request(cfg, item[0], item[1], i, k) for item, i, k in wave])
+            gens = backend.generate([draw_request(cfg, item[0], item[1], i, k) for item, i, k in wave])
         except Exception as exc:
             for item, _, _ in wave:
                 _engine_error(item[3], exc)
@@ -148,7 +149,7 @@ def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) ->
         if nxt is None or item[3].error:
             return
         try:
-            in_flight[backend.submit(_request(cfg, item[0], item[1], *nxt))] = (item, *nxt)
+            in_flight[backend.submit(draw_request(cfg, item[0], item[1], *nxt))] = (item, *nxt)
         except Exception as exc:
             _engine_error(item[3], exc)
 

@@ -1,0 +1,25 @@
+"""Pieces both PISM benchmarks share: the embedded default's corpus slice and the results file."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+
+def per_family(samples, n: int) -> list:
+    """The first `n` samples of every task family, in corpus order."""
+    count, picked = defaultdict(int), []
+    for s in samples:
+        if count[s.task] < n:
+            picked.append(s)
+            count[s.task] += 1
+    return picked
+
+
+def merge_results(path: Path, record: dict) -> None:
+    """Update this benchmark's keys in a results file other benchmarks also write."""
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(record)
+    merged.pop("not_measured", None)
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
