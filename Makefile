@@ -41,6 +41,7 @@ bench: env
 	$(PY) benchmarks/verifiers.py
 	$(PY) benchmarks/pism.py
 	$(PY) benchmarks/pism_throughput.py
+	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/warmstart.py
 
 clean:
