@@ -1,15 +1,12 @@
 """CMAB attention reduction on the warm-started tiny model (real forwards, no mocks): the lean
 attention function matches materialized eager attention, and teacher-forced rows are the
 attention `generate` reports while producing each token."""
-from collections import defaultdict
-
 import numpy as np
 import pytest
 import torch
 
 from engine.cmab import CmabConfig, eager_masses, encode, lean_masses, load_model, rho
 from engine.data.images import ImagePolicy
-from engine.data.shards import iter_samples
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +14,6 @@ def models(warm_model):
     lean, processor = load_model(str(warm_model), lean=True)
     eager, _ = load_model(str(warm_model), lean=False)
     return lean, eager, processor
-
-
-@pytest.fixture(scope="module")
-def samples(warm_corpus):
-    per, picked = defaultdict(int), []
-    for s in iter_samples(warm_corpus / "test"):
-        if per[s.task] < 2:
-            picked.append(s)
-            per[s.task] += 1
-    return picked
 
 
 def _encode(processor, model, sample, response):
