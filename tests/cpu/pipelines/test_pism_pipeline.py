@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.cmab.responses import responses_from_pism
 from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
 
@@ -74,6 +75,8 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     assert set(a["bucket"].dropna()) and a["error"].isna().all()
     assert (killed / "survival.png").exists() and (killed / "buckets.png").exists()
+    answers = responses_from_pism(killed / "scores.parquet")  # what CMAB will reuse: every scored row, unsolved ones as None
+    assert set(answers) == set(b["id"]) and all((answers[i] is None) == u for i, u in zip(b["id"], b["unsolved"]))
     report = (killed / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2 and "image_corrupt" in report  # plots inlined, quarantine listed
     run = Path(json.loads((killed / "summary.json").read_text())["wandb_run"])  # offline wandb run, syncable later
