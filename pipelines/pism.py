@@ -118,7 +118,7 @@ def _consolidate(parts: Path):
     return frame.drop_duplicates("id", keep="first").sort_values("id").reset_index(drop=True)
 
 
-def _write_report(out: Path, summary: dict, ratios) -> Path:
+def _write_report(out: Path, summary: dict) -> Path:
     from engine.html_report import write_html_report
     from engine.pism.report import BUCKETS
 
@@ -200,6 +200,6 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in shares)))
     summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
     summary["wandb_run"] = log_summary(cfg.wandb, out, "score-pism", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
-    summary["report"] = str(_write_report(out, summary, cfg.pism.ratios))
+    summary["report"] = str(_write_report(out, summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -70,6 +70,7 @@ class _Collector:
     chunk_rows: int
     keep_rows: bool
     layers: dict[int, LayerMasses] = field(default_factory=dict)
+    groups: torch.Tensor | None = None  # [L, 3] key groups: the same for every layer, built once per forward
 
 
 _ACTIVE: contextvars.ContextVar[_Collector | None] = contextvars.ContextVar("gradus_cmab_collector", default=None)
@@ -94,7 +95,9 @@ def _reduce_layer(col: _Collector, layer: int, query, key, attention_mask, scali
     keys = key[0].float()
     if keys.shape[0] != heads:  # grouped-query attention: each key head serves heads/kv query heads
         keys = keys.repeat_interleave(heads // keys.shape[0], dim=0)
-    groups = _key_groups(spans, length, query.device)
+    if col.groups is None:
+        col.groups = _key_groups(spans, length, query.device)
+    groups = col.groups
     key_pos = torch.arange(length, device=query.device)
     out, rows_out = [], []
     rows = spans.rows

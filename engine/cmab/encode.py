@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from engine.cmab.attention import IMPL, Spans, register
+from engine.cmab.attention import Spans, register
 from engine.data.sample import Message
 from engine.model.chat import to_chat
 
@@ -25,12 +25,14 @@ def encode(processor, messages: Sequence[Message], images: Sequence[Image.Image]
     full_text = processor.apply_chat_template(chat + [{"role": "assistant", "content": response}], tokenize=False)
     if not full_text.startswith(prompt_text):
         raise ValueError("the chat template does not render the prompt as a prefix of prompt + response")
-    prompt_ids = processor(text=[prompt_text], images=list(images) or None, return_tensors="pt")["input_ids"][0]
+    # One processor pass: the response is tokenized on its own to find where it starts, as the SFT
+    # collator does; it follows "assistant\n", a pre-tokenizer boundary, and that is checked.
     inputs = processor(text=[full_text], images=list(images) or None, return_tensors="pt")
     ids = inputs["input_ids"][0]
-    n_prompt = len(prompt_ids)
-    if not torch.equal(ids[:n_prompt], prompt_ids):
-        raise ValueError("prompt tokens differ inside prompt + response (tokenizer merges across the boundary)")
+    tail = processor.tokenizer(full_text[len(prompt_text):], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    n_prompt = len(ids) - len(tail)
+    if n_prompt < 1 or not torch.equal(ids[n_prompt:], tail):
+        raise ValueError("response tokens differ inside prompt + response (tokenizer merges across the boundary)")
     end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     ends = torch.nonzero(ids[n_prompt:] == end_id)
     n_response = int(ends[0]) + 1 if len(ends) else len(ids) - n_prompt  # through the end-of-turn token
