@@ -99,6 +99,18 @@ def _run_pism(cfg, args) -> dict:
     return run_pism(cfg)
 
 
+def _cmab_cls():
+    from pipelines.cmab import CmabJobConfig
+
+    return CmabJobConfig
+
+
+def _run_cmab(cfg, args) -> dict:
+    from pipelines.cmab import run_cmab
+
+    return run_cmab(cfg)
+
+
 def _demo_cls():
     from engine.demo import DemoConfig
 
@@ -119,6 +131,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)", _warmstart_cls, "warmstart/tiny.yaml", _run_warmstart),
         Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
         Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable", _pism_cls, "pism/tiny.yaml", _run_pism),
+        Recipe("score cmab", "CMAB difficulty on Ray Data: attention balance from one lean forward per verified answer, resumable", _cmab_cls, "cmab/tiny.yaml", _run_cmab),
         Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
     ]
 }

@@ -1,15 +1,9 @@
 """Ray Data pipeline: canonical shards -> PISM actor pool (vLLM or HF engine per actor) -> scores.
 
 read_parquet -> drop ids already scored -> map_batches(PismActor, ActorPoolStrategy(min, max)) ->
-the driver streams result blocks (iter_batches) into parts/, one parquet file per block, each
-written to a temp name and renamed, so a part is either whole or absent. A rerun of the same
-command reads the ids in parts/ and scores only the rest. We do this instead of Ray Data's
-CheckpointConfig because there the output file and the checkpoint record are separate writes (a
-kill between them re-scores and duplicates rows) and, on small inputs here, output blocks were
-only written at the end of the run. The final step keeps one row per id and writes
-`scores.parquet` sorted by id, so the result equals an uninterrupted run (draws are seeded). Bad
-records go to `quarantine.parquet` with their reason code; engine failures stay in scores as
-error rows.
+result blocks streamed into parts/ and consolidated (pipelines/resumable.py: a kill -9 at any
+point followed by the same command gives the uninterrupted result) -> `scores.parquet` (one row
+per id) + `quarantine.parquet` + `summary.json` + plots + `report.html`.
 """
 from __future__ import annotations
 
@@ -18,22 +12,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
-from engine.data.reasons import Reason, SampleError
+from engine.data.reasons import SampleError
 from engine.data.sample import Sample, validate_sample
 from engine.generation.base import GenerationConfig, make_backend
 from engine.pism import PismConfig, score_samples
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
+from pipelines.resumable import ResumableOutput, pending, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
                   "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
-DATA_REASONS = {r.value for r in Reason}
 
 
 @dataclass
@@ -85,39 +77,6 @@ class PismActor:
         return frame
 
 
-def _done_ids(parts: Path) -> set[str]:
-    import pyarrow.parquet as pq
-
-    done: set[str] = set()
-    for f in parts.glob("*.parquet"):
-        done.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
-    return done
-
-
-def _write_part(frame, parts: Path) -> None:
-    import uuid
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tmp = parts / f".{uuid.uuid4().hex}.tmp"
-    # No pandas metadata: Ray hands over Arrow-backed list dtypes that pandas cannot read back from it.
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None), tmp)
-    tmp.rename(parts / f"part-{uuid.uuid4().hex}.parquet")  # atomic: a part is whole or absent
-
-
-def _consolidate(parts: Path):
-    """Every readable part file, one row per id (a re-scored id is identical), sorted by id."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    frames = [pq.read_table(f).to_pandas() for f in sorted(parts.glob("*.parquet"))]
-    if not frames:
-        return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.drop_duplicates("id", keep="first").sort_values("id").reset_index(drop=True)
-
-
 def _write_report(out: Path, summary: dict) -> Path:
     from engine.html_report import write_html_report
     from engine.pism.report import BUCKETS
@@ -125,8 +84,7 @@ def _write_report(out: Path, summary: dict) -> Path:
     headline = {k: summary[k] for k in ("rows", "scored", "generations", "tokens", "schedule", "mask_mode", "model_id",
                                         "config_hash", "seed", "gradus_version", "wall_s")}
     per_task = [{"task": t, **{b: counts.get(b, 0) for b in BUCKETS}} for t, counts in sorted(summary["per_task_buckets"].items())]
-    problems = [{"reason": r, "rows": n, "where": "quarantine.parquet"} for r, n in summary["quarantined"].items()]
-    problems += [{"reason": r, "rows": n, "where": "scores.parquet (error rows)"} for r, n in summary["errors"].items()]
+    problems = problem_rows(summary)
     tables = {"Buckets per task": per_task, "Survival (share still solved)": [{"ratio": r, "share": v} for r, v in summary["survival"].items()],
               "Quarantined and errored rows": problems}
     return write_html_report(out / "report.html", f"PISM: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
@@ -139,27 +97,16 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     started = time.time()
     init_ray()
     out = Path(cfg.output)
-    parts = out / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
     # What decides a row's scores (not where it is written, nor how many rows run): the same
     # model and settings give the same hash in every output directory.
     chash = config_hash({"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation)})
-    stamp = out / "job.json"
-    job = {"config_hash": chash, "input": cfg.input}
-    if stamp.exists() and json.loads(stamp.read_text()) != job:
-        raise ConfigError(f"{out} holds a run with another config or input; use a new output directory")
-    stamp.write_text(json.dumps(job))
-
-    for stale in parts.glob(".*.tmp"):  # a write cut short by a kill
-        stale.unlink()
-    done = _done_ids(parts)
+    output = ResumableOutput(out, {"config_hash": chash, "input": cfg.input})
+    done = output.done_ids()
     ds = ray.data.read_parquet(cfg.input)
     rows = ds.count()  # parquet metadata only
     if cfg.limit:
         ds = ds.limit(cfg.limit)
-    if done:
-        done_ref = ray.put(done)
-        ds = ds.map_batches(lambda b: b[~b["id"].astype(str).isin(ray.get(done_ref))], batch_format="pandas")
+    ds = pending(ds, done)
     # Streaming (not all-to-all) split into small blocks: each is scored and persisted on its own.
     ds = ds.repartition(target_num_rows_per_block=cfg.rows_per_block)
     provenance = {"model_id": model_id or cfg.generation.model_path, "config_hash": chash, "seed": cfg.pism.seed, "gradus_version": __version__}
@@ -170,15 +117,8 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
         **cfg.actors.remote_args(),
     )
     todo = max(0, (min(rows, cfg.limit) if cfg.limit else rows) - len(done))
-    with tqdm(total=todo, desc="pism", unit="sample", initial=0) as bar:
-        for frame in scored.iter_batches(batch_format="pandas", batch_size=None):
-            _write_part(frame, parts)
-            bar.update(len(frame))
-
-    frame = _consolidate(parts)
-    bad = frame["error"].isin(DATA_REASONS)
-    frame[~bad].to_parquet(out / "scores.parquet", index=False)
-    frame[bad].to_parquet(out / "quarantine.parquet", index=False)
+    output.stream(scored, todo, "pism")
+    frame, bad = output.finish(OUTPUT_COLUMNS)
     ok = frame[frame["error"].isna()]
     summary = {
         "rows": int(len(frame)),

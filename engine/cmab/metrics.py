@@ -43,3 +43,16 @@ def rho(masses: dict[int, LayerMasses], spans: Spans, cfg: CmabConfig) -> Rho:
     if not math.isfinite(out.rho_bar):
         raise ValueError(f"rho-bar is not finite ({out.rho_bar})")
     return out
+
+
+def heatmap_rows(masses: dict[int, LayerMasses], cfg: CmabConfig) -> torch.Tensor:
+    """[R, L] attention of each response token over input positions, averaged over heads and over
+    the layers the metric reads (paper: 2..L-1; code: its one layer). Needs keep_rows=True."""
+    layers = sorted(masses)
+    if cfg.mode == "code":
+        used = [layers[cfg.layer_index(len(layers))]]
+    else:
+        used = layers[1:-1] if cfg.skip_first_last and len(layers) > 2 else layers
+    if any(masses[l].rows is None for l in used):
+        raise ValueError("attention rows were not kept (collect with keep_rows=True)")
+    return torch.stack([masses[l].rows for l in used]).mean(0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from engine.cmab.attention import lean_masses
 from engine.cmab.config import CmabConfig, bucket_of
 from engine.cmab.encode import encode, load_model
-from engine.cmab.metrics import rho
+from engine.cmab.metrics import heatmap_rows, rho
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample
@@ -33,6 +33,7 @@ class CmabRecord:
     image_spans: list[tuple[int, int]] = field(default_factory=list)
     error: str | None = None
     error_detail: str | None = None
+    attention_rows: list[list[float]] | None = None  # [response token][input position], only when asked (heatmaps)
 
 
 class CmabScorer:
@@ -43,8 +44,9 @@ class CmabScorer:
         self.cfg, self.device, self.policy = cfg, device, policy or ImagePolicy()
         self.model, self.processor = load_model(model_path, lean=True, dtype=dtype, device=device)
 
-    def score(self, sample: Sample, response: str | None, source: str | None = None) -> CmabRecord:
-        """`response`: a verified-correct answer, or None when the model never answered correctly."""
+    def score(self, sample: Sample, response: str | None, source: str | None = None, keep_rows: bool = False) -> CmabRecord:
+        """`response`: a verified-correct answer, or None when the model never answered correctly.
+        `keep_rows`: also return the head- and layer-averaged attention rows (for a heatmap)."""
         rec = CmabRecord(sample.id, sample.task, self.cfg.mode, response_source=source)
         if response is None:
             rec.unsolved = True
@@ -57,11 +59,14 @@ class CmabScorer:
         try:
             inputs, spans = encode(self.processor, sample.prompt_messages, images, response, self.model.config.image_token_id)
             inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
-            result = rho(lean_masses(self.model, inputs, spans, self.cfg.chunk_rows), spans, self.cfg)
+            masses = lean_masses(self.model, inputs, spans, self.cfg.chunk_rows, keep_rows=keep_rows)
+            result = rho(masses, spans, self.cfg)
         except (ValueError, TypeError) as exc:  # e.g. no text before the image in code mode, a template that splits the prompt
             rec.error, rec.error_detail = "cmab_error", f"{type(exc).__name__}: {exc}"[:500]
             return rec
         rec.rho_bar, rec.bucket, rec.layer_profile = result.rho_bar, bucket_of(result.rho_bar, self.cfg.buckets), result.layer_profile
         rec.prompt_tokens, rec.response_tokens = spans.prompt_len, spans.response_len
         rec.image_tokens, rec.image_spans = int(spans.image.sum()), spans.image_spans()
+        if keep_rows:
+            rec.attention_rows = heatmap_rows(masses, self.cfg).tolist()
         return rec

@@ -24,9 +24,6 @@ from engine.pism.masks import draw_seed, mask_image
 from engine.pism.schedule import SampleSchedule
 from engine.verifiers import verify, verify_many
 
-# Verifier reasons that mean "could not judge" because of the data or the infrastructure, not the model.
-_INFRA_REASONS = ("bad_ground_truth", "error:", "worker_died")
-
 
 @dataclass
 class PismRecord:
@@ -43,10 +40,6 @@ class PismRecord:
     error_detail: str | None = None
     draws: list[dict] = field(default_factory=list)  # per draw: ratio index, draw, passed, tokens (kept for audits)
     clean_response: str | None = None  # first verified-correct answer on the unmasked image (CMAB reuses it)
-
-
-def _is_infra(reason: str) -> bool:
-    return reason.startswith(_INFRA_REASONS)
 
 
 def score_samples(
@@ -110,7 +103,7 @@ def _judge(cfg: PismConfig, item: _Item, i: int, k: int, gen: Generation, verdic
     _, _, sched, rec = item
     if rec.error:
         return
-    if _is_infra(verdict.reason):
+    if verdict.infrastructure_failure:
         rec.error, rec.error_detail = "verifier_error", verdict.reason[:500]
         return
     sched.record(i, verdict.passed)

@@ -30,6 +30,12 @@ class VerifyResult:
     def judged(cls, ok: bool, extracted: str, score: float | None = None, **details: Any) -> "VerifyResult":
         return cls(float(ok) if score is None else float(score), bool(ok), extracted, "", details)
 
+    @property
+    def infrastructure_failure(self) -> bool:
+        """Could not judge because of the data or the machinery (bad ground truth, a crashed or
+        failing verifier), not because of the model: callers record an error, not a wrong answer."""
+        return self.reason.startswith((BAD_GROUND_TRUTH, "error:", WORKER_DIED))
+
 
 Verifier = Callable[[str, str, dict[str, Any]], VerifyResult]
 
