@@ -42,6 +42,7 @@ bench: env
 	$(PY) benchmarks/pism.py
 	$(PY) benchmarks/pism_throughput.py
 	$(PY) benchmarks/cmab.py
+	$(PY) benchmarks/cmab_throughput.py
 	$(PY) benchmarks/warmstart.py
 
 clean:

@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import merge_results
+
 REPO = Path(__file__).resolve().parent.parent
 RESPONSE_TOKENS = 64
 IMAGE_PX = 448
@@ -164,9 +166,7 @@ def main() -> None:
                                      "cold: the first forward of the process; warm: after one 512-token forward (start-up paid)",
                    "gradus_version": __version__,
                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}})
-    out = Path(args.out)
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps({k: record[k] for k in ("peak_mem_ratio", "time_ratio", "max_rel_err")}, indent=2))
+    merge_results(Path(args.out), record)  # cmab_throughput.py writes its keys into the same file
 
 
 if __name__ == "__main__":

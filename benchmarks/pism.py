@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from pism_common import merge_results, per_family
+from common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_MIX = {"easy": 0.38, "mid": 0.24, "hard": 0.07, "unsolved": 0.31}

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
-from pism_common import merge_results, per_family
+from common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,9 @@
 """The main job on the embedded default, as far as gradus goes today.
 
-synthetic corpus -> warm-started tiny Qwen2.5-VL (cached) -> Ray Data generation pipeline on
-vLLM (CPU here) over the held-out split -> verified accuracy per task -> summary JSON.
-Later stages (PISM, CMAB, shaping, GRPO, report) plug in after the generation stage.
+synthetic corpus -> warm-started tiny Qwen2.5-VL (cached) -> over a per-family slice of the
+held-out split: Ray Data generation on vLLM (CPU here; verified accuracy per task) -> PISM
+scores (vLLM) -> CMAB scores reusing PISM's verified clean-image answers -> summary JSON, each
+stage's report.html under out_dir. Later stages (shaping, GRPO) plug in after scoring.
 """
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ class DemoConfig:
     limit: int = 120  # rows sent through the generation pipeline, split evenly over task families
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    pism_config: str = "configs/pism/tiny.yaml"  # the scoring stages' own configs (input/output/model set here)
+    pism_overrides: list[str] = field(default_factory=list)
+    cmab_config: str = "configs/cmab/tiny.yaml"
+    cmab_overrides: list[str] = field(default_factory=list)
 
 
 def _per_family_subset(split_dir: Path, limit: int, out_dir: Path) -> Path:
@@ -47,13 +52,22 @@ def _per_family_subset(split_dir: Path, limit: int, out_dir: Path) -> Path:
     return out_dir
 
 
+def _repo_path(path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else REPO_ROOT / path
+
+
+def _stage(summary: dict, keys: tuple[str, ...]) -> dict:
+    return {k: summary[k] for k in keys if k in summary}
+
+
 def run_demo(cfg: DemoConfig) -> dict:
-    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
+    from pipelines.cmab import CmabJobConfig, run_cmab
     from pipelines.generate import run_generate
+    from pipelines.pism import PismJobConfig, run_pism
+    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
 
     started = time.time()
-    ws_path = Path(cfg.warmstart_config)
-    ws_cfg = load_config(WarmstartConfig, ws_path if ws_path.is_absolute() else REPO_ROOT / ws_path, cfg.warmstart_overrides)
+    ws_cfg = load_config(WarmstartConfig, _repo_path(cfg.warmstart_config), cfg.warmstart_overrides)
     model_path = ensure_warmstart(ws_cfg)
     warm = json.loads((model_path / "warmstart.json").read_text())
     corpus = ensure_corpus(ws_cfg.synth, cache_root(ws_cfg.cache_dir))
@@ -62,6 +76,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     gen_cfg = GenerationConfig(**{**to_dict(cfg.generation), "model_path": str(model_path)})
     job = GenerateJobConfig(input=str(demo_input), output=str(out / "generations"), generation=gen_cfg, actors=cfg.actors, seed=ws_cfg.sft.seed)
     generation = run_generate(job, model_id=ws_cfg.model.model_id)
+
+    pism_cfg = load_config(PismJobConfig, _repo_path(cfg.pism_config),
+                           [f"input={demo_input}", f"output={out / 'pism'}", f"generation.model_path={model_path}", *cfg.pism_overrides])
+    pism = run_pism(pism_cfg, model_id=ws_cfg.model.model_id)
+    cmab_cfg = load_config(CmabJobConfig, _repo_path(cfg.cmab_config),
+                           [f"input={demo_input}", f"output={out / 'cmab'}", f"model_path={model_path}",
+                            f"responses.pism_scores={out / 'pism' / 'scores.parquet'}", *cfg.cmab_overrides])
+    cmab = run_cmab(cmab_cfg, model_id=ws_cfg.model.model_id)
     summary = {
         "gradus_version": __version__,
         "config_hash": config_hash(cfg),
@@ -70,6 +92,9 @@ def run_demo(cfg: DemoConfig) -> dict:
         "corpus": str(corpus),
         "warmstart": {k: warm[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")},
         "generation": generation,
+        "pism": _stage(pism, ("rows", "scored", "buckets", "quarantined", "errors", "generations", "survival", "config_hash", "report", "wall_s")),
+        "cmab": _stage(cmab, ("rows", "scored", "unsolved", "buckets", "rho_bar_per_task", "response_sources", "generations",
+                              "config_hash", "report", "wall_s")),
         "wall_s": round(time.time() - started, 1),
     }
     if not warm["accepted"]:

@@ -1,4 +1,4 @@
-"""Pieces both PISM benchmarks share: the embedded default's corpus slice and the results file."""
+"""Pieces the benchmarks share: the embedded default's corpus slice and merged results files."""
 from __future__ import annotations
 
 import json
