@@ -111,6 +111,85 @@ def _run_cmab(cfg, args) -> dict:
     return run_cmab(cfg)
 
 
+def _reformulate_cls():
+    from engine.shaping.reformulate_job import ReformulateJobConfig
+
+    return ReformulateJobConfig
+
+
+def _run_reformulate(cfg, args) -> dict:
+    from engine.shaping.reformulate_job import run_reformulate
+
+    return run_reformulate(cfg)
+
+
+def _store_cls():
+    from engine.shaping.store_job import StoreConfig
+
+    return StoreConfig
+
+
+def _run_store(cfg, args) -> dict:
+    from engine.shaping.store_job import run_store
+
+    return run_store(cfg)
+
+
+def _select_cls():
+    from engine.shaping.select_job import SelectJobConfig
+
+    return SelectJobConfig
+
+
+def _run_select(cfg, args) -> dict:
+    from engine.shaping.select_job import run_select
+
+    return run_select(cfg)
+
+
+def _mix_cls():
+    from engine.shaping.mix_job import MixJobConfig
+
+    return MixJobConfig
+
+
+def _run_mix(cfg, args) -> dict:
+    from engine.shaping.mix_job import run_mix
+
+    return run_mix(cfg)
+
+
+def _mix_search_cls():
+    from engine.shaping.mix_job import MixSearchConfig
+
+    return MixSearchConfig
+
+
+def _run_mix_search(cfg, args) -> dict:
+    from engine.shaping.mix_job import run_mixture_search
+
+    return run_mixture_search(cfg)
+
+
+def _grpo_cls():
+    from rl.grpo.config import GrpoJobConfig
+
+    return GrpoJobConfig
+
+
+def _grpo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["verl", "trl"], default=None, help="overrides the config's backend")
+    p.add_argument("--dry-run", action="store_true", help="verl: export data, validate and print the run without launching it")
+
+
+def _run_grpo(cfg, args) -> dict:
+    from rl.grpo.run import run_grpo
+
+    if args.backend:
+        cfg.backend = args.backend
+    return run_grpo(cfg, dry_run=args.dry_run)
+
+
 def _demo_cls():
     from engine.demo import DemoConfig
 
@@ -132,6 +211,13 @@ RECIPES: dict[str, Recipe] = {
         Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
         Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable", _pism_cls, "pism/tiny.yaml", _run_pism),
         Recipe("score cmab", "CMAB difficulty on Ray Data: attention balance from one lean forward per verified answer, resumable", _cmab_cls, "cmab/tiny.yaml", _run_cmab),
+        Recipe("data reformulate", "Curr-ReFT stages from open samples: balanced yes/no judge and letter-choice variants with verifier-checked distractors",
+               _reformulate_cls, "reformulate/default.yaml", _run_reformulate),
+        Recipe("store build", "join PISM/CMAB/pass-rate scores onto canonical samples: hive-partitioned difficulty store, provenance per run", _store_cls, "store/default.yaml", _run_store),
+        Recipe("select", "named selections and GRPO-only / SFT+GRPO arms from a difficulty store (presets grpo_only, sft_grpo, paper_table4)", _select_cls, "select/default.yaml", _run_select),
+        Recipe("mix build", "MoDoMoDo domain mixture: weights + concat/interleave strategy + budget, optional easy->hard curriculum order", _mix_cls, "mix/default.yaml", _run_mix),
+        Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty", _mix_search_cls, "mix/search.yaml", _run_mix_search),
+        Recipe("train grpo", "GRPO: verl on a cluster (ray job submit; validated override set) or TRL on this machine", _grpo_cls, "grpo/tiny_trl.yaml", _run_grpo, _grpo_args),
         Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
     ]
 }

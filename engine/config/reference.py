@@ -68,9 +68,14 @@ def render() -> str:
         cls = recipe.config_cls()
         out += [f"## `gradus {recipe.name}` ({cls.__name__})", "", recipe.help + f". Default file: `configs/{recipe.default_config}`.", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]
+    from engine.shaping.select import ArmSpec, SelectionSpec
+    from engine.shaping.store import ScoreSource
     from engine.verifiers import RewardConfig
 
-    sections = [("reward", RewardConfig, "configs/reward/*.yaml", "Composite rewards (rl/reward.py `reward_config`, engine.verifiers.compute_reward)")]
+    sections = [("reward", RewardConfig, "configs/reward/*.yaml", "Composite rewards (rl/reward.py `reward_config`, engine.verifiers.compute_reward)"),
+                ("selections.<name>", SelectionSpec, "configs/select/*.yaml", "One named selection of `gradus select`"),
+                ("arms.<name>", ArmSpec, "configs/select/*.yaml", "One training arm of `gradus select` (GRPO-only or SFT+GRPO)"),
+                ("sources.<namespace>", ScoreSource, "configs/store/*.yaml", "One scoring run joined by `gradus store build`")]
     for name, cls, files, help_text in sections:
         out += [f"## `{name}` ({cls.__name__})", "", f"{help_text}. Files: `{files}`.", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]

@@ -88,7 +88,7 @@ def parse_boxes(text: str, max_boxes: int = MAX_BOXES) -> list[tuple[list[float]
     return out
 
 
-def _resolve_scale(scale: str, coords: list[list[float]], image_size: list[int] | None) -> str:
+def resolve_scale(scale: str, coords: list[list[float]], image_size: list[int] | None) -> str:
     if scale not in SCALES:
         raise ValueError(f"box scale {scale!r} not one of {SCALES}")
     if scale != "auto":
@@ -105,7 +105,7 @@ def _resolve_scale(scale: str, coords: list[list[float]], image_size: list[int] 
 
 def to_unit_boxes(raw: list[tuple[list[float], str | None]], scale: str, image_size: list[int] | None, swapped: str = "reject") -> list[Box]:
     """Boxes in 0-1 coordinates. Swapped corners are rejected (`swapped: reject`) or reordered (`fix`)."""
-    scale = _resolve_scale(scale, [c for c, _ in raw], image_size)
+    scale = resolve_scale(scale, [c for c, _ in raw], image_size)
     if scale == "pixel":
         if not image_size:
             raise ValueError("pixel-scale boxes need image_size [width, height] in the verifier params")

@@ -62,16 +62,6 @@ CASES = [
 ]
 
 
-def compose_ppo_config(overrides: list[str]):
-    """verl's full PPO trainer config, composed exactly as its Hydra entrypoint does (CPU-safe: no resolve)."""
-    import verl
-    from hydra import compose, initialize_config_dir
-
-    config_dir = Path(verl.__file__).parent / "trainer" / "config"
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        return compose(config_name="ppo_trainer", overrides=overrides)
-
-
 @pytest.fixture(scope="module")
 def reward_py() -> Path:
     assert REWARD_PY.is_file(), f"gradus's verl reward entrypoint is missing: {REWARD_PY}"
@@ -80,7 +70,9 @@ def reward_py() -> Path:
 
 @pytest.fixture(scope="module")
 def ppo_config(reward_py, tiny_random_model):
-    return compose_ppo_config([
+    from rl.grpo.verl_launch import compose
+
+    return compose([
         f"reward.custom_reward_function.path='{reward_py}'",
         "reward.custom_reward_function.name=compute_score",
         # Only RewardLoopWorker reads this (it builds its own tokenizer from the actor model path).
@@ -242,7 +234,7 @@ def test_legacy_top_level_custom_reward_function_is_ignored_on_cpu(reward_py, to
     from verl.trainer.ppo.reward import get_custom_reward_fn, load_reward_manager
     from verl.utils.reward_score import default_compute_score
 
-    legacy = compose_ppo_config([
+    legacy = compose([
         f"custom_reward_function.path='{reward_py}'",
         "custom_reward_function.name=compute_score",
     ])

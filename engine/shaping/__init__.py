@@ -1,0 +1,1 @@
+"""Shaping: difficulty-tagged shards -> selections, Curr-ReFT stage variants, domain mixtures, trainer exports."""

@@ -1,0 +1,1 @@
+"""GRPO: one config, two backends (verl on clusters, TRL on one machine)."""

@@ -1,0 +1,194 @@
+"""verl GRPO launch: a gradus GrpoJobConfig -> verl's Hydra overrides -> `ray job submit` (or a local run).
+
+Every override set is validated before anything is launched by composing verl's own trainer config
+(`verl/trainer/config/ppo_trainer.yaml`) with Hydra, as `verl.trainer.main_ppo` does, and reading
+every key back: a key verl does not have fails to compose, and one whose value does not come back
+as set (a typo caught by a `+` prefix, an interpolation) fails the read-back. The legacy top-level
+`custom_reward_function.*` keys compose but are ignored by main_ppo (stack.md); they are refused.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError
+from rl.grpo.config import GrpoJobConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REWARD_ENTRYPOINT = "rl/reward.py"
+IGNORED_BY_VERL = ("custom_reward_function.",)  # legacy keys: accepted by Hydra, never read by main_ppo
+
+
+def _q(value: Any) -> str:
+    """A Hydra override value: paths quoted (they may hold '=' or ','), bools lowercase, lists in brackets."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    if isinstance(value, str) and any(c in value for c in "/=,: "):
+        return f"'{value}'"
+    return str(value)
+
+
+def reward_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
+    """Where verl finds the reward entrypoint: relative to the uploaded working_dir on a cluster, absolute locally."""
+    if cfg.reward.path:
+        return cfg.reward.path
+    return REWARD_ENTRYPOINT if uploaded else str(REPO_ROOT / REWARD_ENTRYPOINT)
+
+
+def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded: bool = False) -> list[str]:
+    """The full `python -m verl.trainer.main_ppo` override list for this GRPO run."""
+    a, d, v = cfg.algorithm, cfg.data, cfg.verl
+    out = Path(cfg.output_dir).resolve()
+    mini = a.mini_batch_prompts or a.prompts_per_step
+    logger = ["console"] if cfg.wandb.mode == "disabled" else ["console", "wandb"]
+    pairs: list[tuple[str, Any]] = [
+        ("algorithm.adv_estimator", "grpo"),
+        ("algorithm.use_kl_in_reward", False),  # GRPO: KL as a loss term, not in the reward
+        ("data.train_files", train_file),
+        ("data.val_files", val_file or train_file),
+        ("data.train_batch_size", a.prompts_per_step),
+        ("data.max_prompt_length", d.max_prompt_length),
+        ("data.max_response_length", d.max_response_length),
+        ("data.filter_overlong_prompts", True),
+        ("data.truncation", "error"),
+        ("data.image_key", "images"),
+        ("data.shuffle", d.shuffle),  # False keeps a curriculum-ordered export in order
+        ("data.seed", cfg.seed),
+        ("actor_rollout_ref.model.path", str(Path(cfg.model_path).resolve()) if Path(cfg.model_path).exists() else cfg.model_path),
+        ("actor_rollout_ref.actor.strategy", v.strategy),
+        ("actor_rollout_ref.actor.optim.lr", a.lr),
+        ("actor_rollout_ref.actor.ppo_mini_batch_size", mini),
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", v.micro_batch_per_gpu),
+        ("actor_rollout_ref.actor.use_kl_loss", a.kl_coef > 0),
+        ("actor_rollout_ref.actor.kl_loss_coef", a.kl_coef),
+        ("actor_rollout_ref.actor.kl_loss_type", "low_var_kl"),
+        ("actor_rollout_ref.actor.entropy_coeff", a.entropy_coef),
+        ("actor_rollout_ref.actor.clip_ratio", a.clip_ratio),
+        ("actor_rollout_ref.actor.fsdp_config.param_offload", v.param_offload),
+        ("actor_rollout_ref.actor.fsdp_config.optimizer_offload", v.optimizer_offload),
+        ("actor_rollout_ref.ref.fsdp_config.param_offload", v.param_offload),
+        ("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu", v.micro_batch_per_gpu),
+        ("actor_rollout_ref.rollout.name", "vllm"),
+        ("actor_rollout_ref.rollout.n", a.group_size),
+        ("actor_rollout_ref.rollout.temperature", a.temperature),
+        ("actor_rollout_ref.rollout.top_p", a.top_p),
+        ("actor_rollout_ref.rollout.tensor_model_parallel_size", v.tensor_parallel_size),
+        ("actor_rollout_ref.rollout.gpu_memory_utilization", v.gpu_memory_utilization),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", v.micro_batch_per_gpu),
+        ("reward.custom_reward_function.path", reward_path(cfg, uploaded)),
+        ("reward.custom_reward_function.name", cfg.reward.name),
+        ("trainer.nnodes", v.nnodes),
+        ("trainer.n_gpus_per_node", v.n_gpus_per_node),
+        ("trainer.total_training_steps", a.steps),
+        ("trainer.save_freq", v.save_freq),
+        ("trainer.test_freq", v.test_freq or -1),
+        ("trainer.val_before_train", bool(v.test_freq and val_file)),
+        ("trainer.resume_mode", v.resume_mode),
+        ("trainer.default_local_dir", str(out / "checkpoints")),
+        ("trainer.project_name", v.project),
+        ("trainer.experiment_name", v.experiment or out.name),
+        ("trainer.logger", logger),
+        ("trainer.use_v1", v.use_v1),
+    ]
+    overrides = [f"{k}={_q(val)}" for k, val in pairs]
+    if cfg.reward.config:  # reward_kwargs is an open dict in verl's schema: adding a key needs '+'
+        overrides.append(f"+reward.custom_reward_function.reward_kwargs.reward_config={_q(str(Path(cfg.reward.config).resolve()))}")
+    return overrides + list(v.overrides)
+
+
+def compose(overrides: list[str]):
+    """verl's trainer config composed with `overrides`, exactly as its Hydra entrypoint does (CPU-safe)."""
+    import verl
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    config_dir = Path(verl.__file__).parent / "trainer" / "config"
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        return hydra_compose(config_name="ppo_trainer", overrides=list(overrides))
+
+
+def _parsed(value: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(value.strip("'")) if not value.startswith("'") else value.strip("'")
+
+
+def validate_overrides(overrides: list[str]):
+    """Compose them in verl's config, read every value back, and run verl's own `validate_config`
+    (batch-size divisibility across GPUs, micro batches, KL settings); returns the composed config."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        if item.lstrip("+~").startswith(IGNORED_BY_VERL):
+            raise ConfigError(f"verl override {item!r}: main_ppo ignores top-level custom_reward_function.*; use reward.custom_reward_function.*")
+    try:
+        config = compose(overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"verl rejects the override set: {exc}") from exc
+    for item in overrides:
+        if item.startswith("~"):
+            continue
+        key, value = item.lstrip("+").split("=", 1)
+        got = OmegaConf.select(config, key, throw_on_missing=False)
+        got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
+        want = _parsed(value)
+        if got != want and str(got) != str(want):
+            raise ConfigError(f"verl override {item!r} reads back as {got!r}")
+    from verl.trainer.main_ppo import validate_config
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+
+    try:
+        validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    except (AssertionError, ValueError, HydraException) as exc:  # its worker configs are built via hydra.instantiate
+        raise ConfigError(f"verl's validate_config rejects the run: {exc}") from exc
+    return config
+
+
+def main_ppo_command(overrides: list[str], python: str = "python3") -> list[str]:
+    return [python, "-m", "verl.trainer.main_ppo", *overrides]
+
+
+def runtime_env(cfg: GrpoJobConfig) -> dict:
+    """gradus's code as the job's working_dir (bulky and private paths excluded), wandb mode, user additions
+    merged on top. Secrets are never put here: WANDB_API_KEY etc. come from the cluster's environment."""
+    env = {
+        "working_dir": str(REPO_ROOT),
+        "excludes": [".git", ".venv", "outputs", "**/__pycache__", "benchmarks/results", "*.parquet", "*.safetensors"],
+        "env_vars": {"WANDB_MODE": cfg.wandb.mode if cfg.wandb.mode != "disabled" else "disabled", "TOKENIZERS_PARALLELISM": "false"},
+    }
+    user = dict(cfg.verl.runtime_env)
+    env["env_vars"].update(user.pop("env_vars", {}))
+    env.update(user)
+    return env
+
+
+def submit(cfg: GrpoJobConfig, overrides: list[str]) -> str:
+    """`ray job submit` through Ray's job API; returns the submission id."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(cfg.verl.address)
+    entrypoint = " ".join(shlex.quote(x) for x in main_ppo_command(overrides))
+    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(cfg),
+                             metadata={"gradus": "train grpo", "experiment": cfg.verl.experiment or Path(cfg.output_dir).name})
+
+
+def merge_command(checkpoint_dir: str | Path, target_dir: str | Path, python: str = sys.executable) -> list[str]:
+    """verl's FSDP checkpoint (global_step_N/actor) -> an HF model folder."""
+    return [python, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(checkpoint_dir), "--target_dir", str(target_dir)]
+
+
+def latest_actor_checkpoint(output_dir: str | Path) -> Path | None:
+    """checkpoints/global_step_N/actor of the last step verl recorded, or None."""
+    root = Path(output_dir) / "checkpoints"
+    marker = root / "latest_checkpointed_iteration.txt"
+    if not marker.exists():
+        return None
+    step = marker.read_text().strip()
+    path = root / f"global_step_{step}" / "actor"
+    return path if path.exists() else None
