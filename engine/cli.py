@@ -259,7 +259,61 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--input", required=True)
     exp.add_argument("--out", required=True)
     exp.set_defaults(handler=_cmd_export)
+
+    sub = top.add_parser("submit", help="run a recipe on a Ray cluster as a job (ray job submit); config validated here first")
+    sub.add_argument("pipeline", help=f"a recipe name, e.g. 'score pism' (one of: {', '.join(RECIPES)})")
+    sub.add_argument("--address", default=None, help="Ray dashboard URL (default: RAY_ADDRESS if a URL, else http://127.0.0.1:8265)")
+    sub.add_argument("--config", default=None, help="YAML config (default: the recipe's)")
+    sub.add_argument("--runtime-env", default=None, help="YAML runtime_env merged over gradus's (pip/image, extra env vars, excludes)")
+    sub.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
+    sub.add_argument("--python", default="python", help="interpreter on the cluster that has gradus's dependencies")
+    sub.add_argument("--follow", action="store_true", help="stream the job's logs; exit with 0 only if it succeeded")
+    sub.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    sub.set_defaults(handler=_cmd_submit)
+    jobs = top.add_parser("jobs", help="status, logs or stop of a submitted job").add_subparsers(dest="action", required=True)
+    for name, handler in (("status", _cmd_job_status), ("logs", _cmd_job_logs), ("stop", _cmd_job_stop)):
+        p = jobs.add_parser(name)
+        p.add_argument("job_id")
+        p.add_argument("--address", default=None)
+        p.set_defaults(handler=handler)
     return parser
+
+
+def _cmd_submit(args):
+    from engine import jobs
+
+    pipeline, overrides = " ".join(args.pipeline.split()), list(args.overrides)
+    if pipeline not in RECIPES and overrides and "=" not in overrides[0]:  # `gradus submit score pism ...` unquoted
+        pipeline, overrides = f"{pipeline} {overrides[0]}", overrides[1:]
+    record = jobs.submit(pipeline, args.config, overrides, addr=args.address, runtime_env_file=args.runtime_env,
+                         job_id=args.job_id, python=args.python)
+    print(json.dumps(record, indent=2), flush=True)
+    if args.follow:
+        return ExitCode(jobs.follow(record["job_id"], args.address))
+    return None
+
+
+def _cmd_job_status(args) -> dict:
+    from engine import jobs
+
+    return jobs.status(args.job_id, args.address)
+
+
+def _cmd_job_logs(args):
+    from engine import jobs
+
+    sys.stdout.write(jobs.logs(args.job_id, args.address))
+    return None
+
+
+def _cmd_job_stop(args) -> dict:
+    from engine import jobs
+
+    return jobs.stop(args.job_id, args.address)
+
+
+class ExitCode(int):
+    """A handler's way to set the process exit status without printing a result."""
 
 
 def _cmd_convert(args) -> dict:
@@ -284,13 +338,24 @@ def _cmd_export(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # argparse takes one run of positionals: `submit PIPELINE --config F key=value` leaves the
+    # overrides after the options unparsed; they are still overrides.
+    if unknown and getattr(args, "handler", None) is _cmd_submit and not any(u.startswith("-") for u in unknown):
+        args.overrides = list(args.overrides) + unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if hasattr(args, "handler"):
             result = args.handler(args)
         else:
             recipe: Recipe = args.recipe
-            cfg = load_config(recipe.config_cls(), args.config, args.overrides)
+            config = args.config
+            if config.startswith("env:"):  # a submitted job's resolved config (engine/jobs.py)
+                from engine.jobs import config_from_env
+
+                config = config_from_env(config[4:])
+            cfg = load_config(recipe.config_cls(), config, args.overrides)
             if args.print_config:
                 print(dump_yaml(cfg), end="")
                 return 0
@@ -298,7 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, KeyError) as exc:
         print(f"gradus: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    if isinstance(result, ExitCode):
+        return int(result)
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

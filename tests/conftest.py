@@ -20,7 +20,9 @@ def ray_session():
 
     from engine.ray_session import init_ray
 
-    init_ray(num_cpus=2, log_to_driver=False)
+    # address="local": a fresh cluster even when a `ray start` head (a loopback or simulated-cluster
+    # test's) left /tmp/ray/ray_current_cluster behind, which a bare ray.init() would join
+    init_ray(num_cpus=2, log_to_driver=False, address="local")
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,147 @@
+"""`gradus submit` / `gradus jobs`: gradus recipes as Ray jobs, through Ray's job submission API.
+
+The config is resolved and validated here, before anything reaches the cluster, and travels in
+the job's runtime_env as YAML (GRADUS_JOB_CONFIG), so a config file outside the uploaded working
+dir works too. The working dir is this checkout minus environments, outputs and VCS data.
+Secrets never go into the runtime_env: env vars whose names look like credentials are refused
+(they belong in the cluster's own environment), and what is printed is the submitted runtime_env.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.config import ConfigError, dump_yaml, load_config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "GRADUS_JOB_CONFIG"
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+EXCLUDES = [".git", ".venv", "outputs", "runs", "wandb", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis", "benchmarks/results"]
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
+
+
+def address(given: str | None) -> str:
+    """--address, else RAY_ADDRESS when it is a dashboard URL, else the loopback dashboard."""
+    if given:
+        return given
+    env = os.environ.get("RAY_ADDRESS", "")
+    return env if env.startswith("http") else DEFAULT_ADDRESS
+
+
+def runtime_env(config_yaml: str, extra: dict[str, Any] | None = None, working_dir: Path = REPO_ROOT) -> dict[str, Any]:
+    """The job's runtime_env: gradus's code, the resolved config, offline wandb unless overridden."""
+    extra = dict(extra or {})
+    env_vars = {"WANDB_MODE": "offline", CONFIG_ENV: config_yaml, **extra.pop("env_vars", {})}
+    secrets = sorted(k for k in env_vars if SECRET_NAME.search(k))
+    if secrets:
+        raise ConfigError(f"runtime_env env_vars {secrets} look like credentials: set them in the cluster's environment, "
+                          "not in a job's runtime_env (it is stored by the cluster and shown in its dashboard)")
+    env = {"working_dir": str(working_dir), "excludes": list(EXCLUDES), "env_vars": env_vars}
+    env.update(extra)
+    return env
+
+
+def entrypoint(recipe_name: str, python: str = "python") -> str:
+    return " ".join([shlex.quote(python), "-m", "engine.cli", *recipe_name.split(), "--config", f"env:{CONFIG_ENV}"])
+
+
+def submit(recipe_name: str, config: str | None, overrides: list[str], *, addr: str | None = None,
+           runtime_env_file: str | None = None, job_id: str | None = None, python: str = "python") -> dict[str, Any]:
+    """Resolve and validate the recipe's config, then submit it as a Ray job; returns the job id and what was sent."""
+    from engine.cli import CONFIG_DIR, RECIPES
+
+    if recipe_name not in RECIPES:
+        raise ConfigError(f"unknown pipeline {recipe_name!r}; one of: {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[recipe_name]
+    cfg = load_config(recipe.config_cls(), config or CONFIG_DIR / recipe.default_config, overrides)  # validates
+    if hasattr(cfg, "require_paths"):  # what the recipe checks at run time, checked before the cluster sees it
+        cfg.require_paths()
+    extra = yaml.safe_load(Path(runtime_env_file).read_text()) if runtime_env_file else {}
+    env = runtime_env(dump_yaml(cfg), extra)
+    client = _client(addr)
+    command = entrypoint(recipe_name, python)
+    submitted = _with_retry(lambda: client.submit_job(entrypoint=command, runtime_env=env, submission_id=job_id,
+                                                      metadata={"gradus_recipe": recipe_name}))
+    shown = {**env, "env_vars": {k: ("<resolved config>" if k == CONFIG_ENV else v) for k, v in env["env_vars"].items()}}
+    return {"job_id": submitted, "address": address(addr), "entrypoint": command, "runtime_env": shown}
+
+
+def _with_retry(call, wait_s: float = 120.0):
+    """A head that just started answers before its node agent does ("No available agent to submit
+    job"); retry that, and only that, for a while instead of failing the submission."""
+    import time
+
+    deadline = time.time() + wait_s
+    while True:
+        try:
+            return call()
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.time() > deadline:
+                raise
+            time.sleep(3)
+
+
+def _client(addr: str | None):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address(addr), headers=_auth_headers())
+
+
+def _auth_headers() -> dict[str, str] | None:
+    """Ray 2.60 clusters require a token on their job API by default (`ray start` writes it to
+    ~/.ray/auth_token). Send it when one is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or the
+    default file), so submissions work without weakening the cluster's auth. Never printed."""
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if not token:
+        path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        token = path.read_text().strip() if path.exists() else ""
+    return {"Authorization": f"Bearer {token}"} if token else None
+
+
+def status(job_id: str, addr: str | None = None) -> dict[str, Any]:
+    info = _client(addr).get_job_info(job_id)
+    return {"job_id": job_id, "status": str(info.status.value if hasattr(info.status, "value") else info.status),
+            "message": info.message, "entrypoint": info.entrypoint, "start_time": info.start_time, "end_time": info.end_time}
+
+
+def logs(job_id: str, addr: str | None = None) -> str:
+    return _client(addr).get_job_logs(job_id)
+
+
+def stop(job_id: str, addr: str | None = None) -> dict[str, Any]:
+    return {"job_id": job_id, "stop_requested": bool(_client(addr).stop_job(job_id))}
+
+
+def follow(job_id: str, addr: str | None = None, out=sys.stdout) -> int:
+    """Stream the job's logs until it ends; returns 0 when it succeeded, 1 otherwise."""
+    client = _client(addr)
+
+    async def tail() -> None:
+        async for chunk in client.tail_job_logs(job_id):
+            out.write(chunk)
+            out.flush()
+
+    asyncio.run(tail())
+    final = status(job_id, addr)["status"]
+    return TERMINAL.get(final, 1)
+
+
+def config_from_env(name: str) -> Path:
+    """`--config env:NAME`: the YAML a submitted job carries, written to a private temp file for load_config."""
+    import tempfile
+
+    text = os.environ.get(name)
+    if text is None:
+        raise ConfigError(f"--config env:{name}: environment variable {name} is not set (was this job submitted with gradus submit?)")
+    fd, path = tempfile.mkstemp(prefix="gradus-job-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Path(path)
