@@ -111,6 +111,30 @@ def _run_cmab(cfg, args) -> dict:
     return run_cmab(cfg)
 
 
+def _eval_cls():
+    from pipelines.evaluate import EvalJobConfig
+
+    return EvalJobConfig
+
+
+def _run_eval(cfg, args) -> dict:
+    from pipelines.evaluate import run_eval
+
+    return run_eval(cfg)
+
+
+def _rejection_cls():
+    from pipelines.rejection_sample import RejectionSampleConfig
+
+    return RejectionSampleConfig
+
+
+def _run_rejection(cfg, args) -> dict:
+    from pipelines.rejection_sample import run_rejection_sample
+
+    return run_rejection_sample(cfg)
+
+
 def _reformulate_cls():
     from engine.shaping.reformulate_job import ReformulateJobConfig
 
@@ -211,6 +235,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
         Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable", _pism_cls, "pism/tiny.yaml", _run_pism),
         Recipe("score cmab", "CMAB difficulty on Ray Data: attention balance from one lean forward per verified answer, resumable", _cmab_cls, "cmab/tiny.yaml", _run_cmab),
+        Recipe("eval", "before/after accuracy per task and pass@k (unbiased, n seeded draws per item) on a held-out split, resumable",
+               _eval_cls, "eval/default.yaml", _run_eval),
+        Recipe("data rejection-sample", "rejection-sampling SFT data: n sampled responses per item, keep the verified ones as canonical shards",
+               _rejection_cls, "rejection/default.yaml", _run_rejection),
         Recipe("data reformulate", "Curr-ReFT stages from open samples: balanced yes/no judge and letter-choice variants with verifier-checked distractors",
                _reformulate_cls, "reformulate/default.yaml", _run_reformulate),
         Recipe("store build", "join PISM/CMAB/pass-rate scores onto canonical samples: hive-partitioned difficulty store, provenance per run", _store_cls, "store/default.yaml", _run_store),

@@ -1,0 +1,461 @@
+"""Evaluation on Ray Data: before/after accuracy per task and pass@k on a held-out split.
+
+For every model in `models` (e.g. `{before: <folder>, after: <folder>}`), in order:
+read_parquet -> the job's items (all, or a stable `limit`-sized subset) -> drop ids this model
+already has -> map_batches(EvalActor, ActorPoolStrategy(min, max)) -> n seeded draws per item on
+the model's engine (vLLM or HF, one GenerationConfig for all models) -> every draw judged by the
+item's own verifier -> per-item rows streamed into `<output>/<label>/parts/` and consolidated
+(pipelines/resumable.py, unchanged: a killed job rerun with the same command resumes per model)
+-> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
+`summary.json` (accuracy, pass@k per task and overall per model, deltas against the baseline),
+`results.parquet` (every model's rows, `model` column), plots, `report.html`, a wandb run.
+
+What is computed (docs/evaluation.md):
+- An item's n draws give c correct; pass@k = 1 - C(n-c, k) / C(n, k) (the unbiased estimator,
+  engine/verifiers/passk.py), averaged over items, per task and overall.
+- accuracy = pass@1 = mean over items of c / n: the expected accuracy of one draw at the
+  configured temperature. With temperature 0 and n = 1 it is greedy accuracy.
+- Draw d of item i is seeded `draw_seed(seed, i, 0.0, d)` (engine/pism/masks.py), the seed of
+  PISM's unmasked draw d; every model gets the same seeds (paired draws). vLLM honours a request's
+  seed exactly, so any draw can be reproduced alone; HF samples a batch from one generator, so an
+  item's n draws are generated together in their own batch (seeded with draw 0's seed) and are
+  reproducible as a group, whatever else is in the job.
+- Errors (data reason codes such as image_corrupt; engine_error; verifier_error) are rows with a
+  reason, never wrong answers: excluded from every accuracy and counted in the summary.
+- Deltas (model - baseline) are computed on the items both models evaluated without error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from engine import __version__
+from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.generation.base import GenerationConfig
+from engine.ray_session import init_ray
+from engine.tracking import WandbConfig, log_summary
+from pipelines.generate import ActorPoolConfig
+from pipelines.resumable import ResumableOutput, pending, problem_rows
+
+OUTPUT_COLUMNS = ["id", "task", "split", "model", "n", "c", "pass_rate", "draws_passed", "draws_score", "draws_tokens", "draws_extracted",
+                  "outputs", "tokens", "truncated", "error", "error_detail"]
+ACCURACY_DEFINITION = "pass@1: mean over items of c/n (n seeded draws per item at the configured temperature); greedy accuracy when temperature=0 and n=1"
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class EvalJobConfig:
+    input: str = ""  # held-out canonical parquet shards (e.g. <corpus>/test)
+    output: str = ""  # job directory: <label>/{parts,scores.parquet,quarantine.parquet}, results.parquet, summary.json, plots, report.html
+    models: dict[str, str] = field(default_factory=dict)  # label -> local HF model folder, in report order, e.g. {before: ..., after: ...}
+    baseline: str = ""  # the label deltas are measured from (default: the first model)
+    n: int = 8  # draws per item
+    k: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # pass@k reported for each k (1 <= k <= n)
+    seed: int = 0  # draw d of item i is seeded draw_seed(seed, i, 0.0, d), the same for every model
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=0.7, max_new_tokens=24))
+    actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    limit: int = 0  # 0 = every item; else a stable subset: the `limit` ids ranked first by sha256(id) (spread over tasks, same for every model)
+    rows_per_block: int = 64  # unit of streaming writes and of resume
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> None:
+        check_draws(self.n, self.generation.temperature, "eval")
+        if not self.k:
+            raise ConfigError("eval: k must list at least one k (e.g. k=[1,2,4,8])")
+        bad = [k for k in self.k if not 1 <= k <= self.n]
+        if bad:
+            raise ConfigError(f"eval: pass@k needs 1 <= k <= n draws per item; k={bad} with n={self.n} (raise n or drop those k)")
+        if self.limit < 0 or self.rows_per_block < 1:
+            raise ConfigError("eval: need limit >= 0 and rows_per_block >= 1")
+        self.actors.validate()
+        self.wandb.validate()
+
+    def require_paths(self) -> None:
+        if not self.input or not self.output or not self.models:
+            raise ConfigError("eval: input, output and models are required (e.g. input=<corpus>/test output=outputs/eval "
+                              "models.before=<folder> models.after=<folder>)")
+        for label, path in self.models.items():
+            if not _LABEL.match(label):
+                raise ConfigError(f"eval: model label {label!r} must match {_LABEL.pattern} (it names a directory)")
+            if not path or not Path(path).exists():
+                raise ConfigError(f"eval: models.{label} = {path!r} does not exist")
+        if self.baseline and self.baseline not in self.models:
+            raise ConfigError(f"eval: baseline {self.baseline!r} is not one of the models {list(self.models)}")
+        if self.generation.model_path:
+            raise ConfigError("eval: leave generation.model_path empty; the models map names every model")
+
+    @property
+    def baseline_label(self) -> str:
+        return self.baseline or next(iter(self.models))
+
+
+def check_draws(n: int, temperature: float, job: str) -> None:
+    if n < 1:
+        raise ConfigError(f"{job}: n (draws per item) must be >= 1")
+    if temperature == 0 and n > 1:
+        raise ConfigError(f"{job}: temperature 0 makes all n={n} draws identical; use temperature > 0, or n=1 for greedy")
+
+
+# ----- shared with pipelines/rejection_sample.py -----
+
+@dataclass
+class Draws:
+    """An item's n draws, judged; `error` set when the item could not be judged."""
+
+    texts: list[str] = field(default_factory=list)
+    passed: list[bool] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    extracted: list[str | None] = field(default_factory=list)
+    finish: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_detail: str | None = None
+
+
+def draw_requests(sample, images, n: int, seed: int):
+    """The n requests of one item; draw d carries draw_seed(seed, id, 0.0, d) (PISM's unmasked draw d)."""
+    from engine.generation.base import GenerationRequest
+    from engine.pism.masks import draw_seed
+
+    return [GenerationRequest(sample.prompt_messages, list(images), seed=draw_seed(seed, sample.id, 0.0, d)) for d in range(n)]
+
+
+def sample_and_verify(items: Sequence[tuple], backend, n: int, seed: int) -> list[Draws]:
+    """n seeded draws per (sample, images) item, each judged by the item's verifier; one `Draws` per item, in order.
+
+    vLLM (per-request seeds honoured exactly): one call for all items, the engine batching across
+    them; if that call fails, items are retried one by one so only the failing ones become
+    engine_error rows. Other backends (HF: one generator per batch): one call per item, so an
+    item's draws never depend on which other items share its batch.
+    """
+    from engine.generation.vllm_backend import VLLMBackend
+    from engine.verifiers import verify_many
+
+    results = [Draws() for _ in items]
+    requests = [draw_requests(s, imgs, n, seed) for s, imgs in items]
+    gens: list[list | None] = [None] * len(items)
+    if isinstance(backend, VLLMBackend) and items:
+        try:
+            flat = backend.generate([r for reqs in requests for r in reqs])
+            gens = [flat[i * n : (i + 1) * n] for i in range(len(items))]
+        except Exception:  # noqa: BLE001 -- isolate the failing items below
+            gens = [None] * len(items)
+    for i, reqs in enumerate(requests):
+        if gens[i] is None:
+            try:
+                gens[i] = backend.generate(reqs)
+            except Exception as exc:  # an engine failure is an error row, not n wrong answers
+                results[i].error, results[i].error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
+    calls = [(s.verifier, g.text, s.answer, s.verifier_params) for (s, _), gs in zip(items, gens) if gs is not None for g in gs]
+    verdicts = iter(verify_many(calls))
+    for res, gs in zip(results, gens):
+        if gs is None:
+            continue
+        for g in gs:
+            v = next(verdicts)
+            if v.infrastructure_failure and res.error is None:
+                res.error, res.error_detail = "verifier_error", v.reason[:500]
+            res.texts.append(g.text)
+            res.passed.append(bool(v.passed))
+            res.scores.append(float(v.score))
+            res.tokens.append(int(g.num_tokens))
+            res.extracted.append(v.extracted)
+            res.finish.append(g.finish_reason)
+    return results
+
+
+def load_items(batch, policy):
+    """Sample rows -> (row stub, sample, images) for good rows and (row stub, reason, detail) for bad ones."""
+    from engine.data.reasons import SampleError
+    from engine.data.sample import Sample, validate_sample
+
+    good, bad = [], []
+    for raw in batch.to_dict("records"):
+        stub = {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split")}
+        try:
+            sample = validate_sample(Sample.from_row(raw), policy, decode=False)
+            good.append((stub, sample, sample.load_images(policy)))
+        except SampleError as err:
+            bad.append((stub, err.reason.value, err.detail))
+    return good, bad
+
+
+def ranked_ids(input_path: str, limit: int) -> list[str] | None:
+    """None for every row; else the `limit` ids ranked first by sha256(id): a stable, task-mixed subset
+    (the same for every model and every rerun; a larger limit is a superset)."""
+    if not limit:
+        return None
+    import ray.data
+
+    ids = set(ray.data.read_parquet(input_path, columns=["id"]).to_pandas()["id"].astype(str))
+    return sorted(ids, key=lambda i: hashlib.sha256(i.encode()).digest())[:limit]
+
+
+def job_rows(input_path: str, subset: list[str] | None, done: set[str], rows_per_block: int):
+    """(dataset of the rows still to process, how many) for one resumable output."""
+    import ray
+    import ray.data
+
+    ds = ray.data.read_parquet(input_path)
+    if subset is None:
+        todo = max(0, ds.count() - len(done))  # parquet metadata only
+    else:
+        keep = set(subset) - done
+        todo = len(keep)
+        keep_ref = ray.put(keep)
+        ds = ds.map_batches(lambda b: b[b["id"].astype(str).isin(ray.get(keep_ref))], batch_format="pandas")
+        done = set()
+    return pending(ds, done).repartition(target_num_rows_per_block=rows_per_block), todo
+
+
+# ----- the actor -----
+
+class EvalActor:
+    """One engine (one model) per actor for the whole job; a batch becomes one row per item."""
+
+    def __init__(self, generation: dict, n: int, seed: int, label: str, provenance: dict):
+        from engine.data.images import ImagePolicy
+        from engine.generation.base import make_backend
+
+        self.backend = make_backend(from_dict(GenerationConfig, generation))
+        self.n, self.seed, self.label, self.provenance = n, seed, label, provenance
+        self.policy = ImagePolicy()
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        good, bad = load_items(batch, self.policy)
+        rows = []
+        for stub, reason, detail in bad:
+            rows.append({c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": reason, "error_detail": detail})
+        for (stub, _, _), d in zip(good, sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, self.n, self.seed)):
+            row = {c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": d.error, "error_detail": d.error_detail}
+            if d.texts:
+                c = sum(d.passed)
+                row.update(n=len(d.passed), c=c, pass_rate=c / len(d.passed), draws_passed=d.passed, draws_score=d.scores,
+                           draws_tokens=d.tokens, draws_extracted=d.extracted, outputs=d.texts, tokens=sum(d.tokens),
+                           truncated=sum(f == "length" for f in d.finish))
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+        for key, value in self.provenance.items():
+            frame[key] = value
+        return frame
+
+
+# ----- summary -----
+
+def _ok(frame):
+    return frame[frame["error"].isna() & frame["n"].notna()]
+
+
+def pass_at_k_table(frame, ks: Sequence[int]) -> dict:
+    """accuracy (pass@1) and pass@k over the error-free rows of `frame` (columns n, c)."""
+    from engine.verifiers.passk import mean_pass_at_k
+
+    ok = _ok(frame)
+    counts = [(int(n), int(c)) for n, c in zip(ok["n"], ok["c"])]
+    if not counts:
+        return {"items": 0, "accuracy": None, "pass_at_k": {str(k): None for k in ks}}
+    return {"items": len(counts), "accuracy": round(mean_pass_at_k(counts, 1), 6),
+            "pass_at_k": {str(k): round(mean_pass_at_k(counts, k), 6) for k in ks}}
+
+
+def model_summary(frame, bad, ks: Sequence[int]) -> dict:
+    """One model's numbers: overall and per task, plus what was left out and why."""
+    ok = _ok(frame[~bad])
+    overall = pass_at_k_table(frame[~bad], ks)
+    return {
+        "rows": int(len(frame)),
+        "evaluated": overall["items"],
+        "accuracy": overall["accuracy"],
+        "pass_at_k": overall["pass_at_k"],
+        "per_task": {t: pass_at_k_table(g, ks) for t, g in ok.groupby("task")},
+        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
+        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        "draws": int(ok["n"].sum()),
+        "tokens": int(ok["tokens"].sum()),
+        "truncated_draws": int(ok["truncated"].sum()),
+    }
+
+
+def _minus(a: dict, b: dict) -> dict:
+    def d(x, y):
+        return None if x is None or y is None else round(x - y, 6)
+
+    return {"items": a["items"], "accuracy": d(a["accuracy"], b["accuracy"]),
+            "pass_at_k": {k: d(a["pass_at_k"][k], b["pass_at_k"][k]) for k in a["pass_at_k"]}}
+
+
+def deltas(frames: dict, baseline: str, ks: Sequence[int]) -> dict:
+    """model - baseline for every other model, on the items both evaluated without error (paired)."""
+    base = _ok(frames[baseline])
+    out = {}
+    for label, frame in frames.items():
+        if label == baseline:
+            continue
+        ok = _ok(frame)
+        paired = sorted(set(ok["id"]) & set(base["id"]))
+        a, b = ok[ok["id"].isin(paired)], base[base["id"].isin(paired)]
+        overall = _minus(pass_at_k_table(a, ks), pass_at_k_table(b, ks))
+        per_task = {t: _minus(pass_at_k_table(g, ks), pass_at_k_table(b[b["task"] == t], ks)) for t, g in a.groupby("task")}
+        out[label] = {"vs": baseline, "paired_items": overall.pop("items"), **overall,
+                      "per_task": {t: {"paired_items": v.pop("items"), **v} for t, v in per_task.items()}}
+    return out
+
+
+def write_plots(summary: dict, out: Path) -> list[Path]:
+    """accuracy_per_task.png (pass@1 bars per task and overall, one bar per model) and pass_at_k.png
+    (pass@k curves per model: overall, and one panel per task)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = summary["models"]
+    labels = list(models)
+    tasks = sorted({t for m in models.values() for t in m["per_task"]})
+    groups = tasks + ["overall"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) * max(1, len(labels)) / 2 + 2), 4))
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        m = models[label]
+        vals = [(m["per_task"].get(t) or {}).get("accuracy") or 0.0 for t in tasks] + [m["accuracy"] or 0.0]
+        bars = ax.bar([g + i * width for g in range(len(groups))], vals, width, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6)
+    ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], groups, rotation=20)
+    ax.set_ylabel(f"accuracy (pass@1, n={summary['n']})")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Accuracy per task (temperature {summary['temperature']:g})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    acc = out / "accuracy_per_task.png"
+    fig.savefig(acc, dpi=120)
+    plt.close(fig)
+
+    ks = summary["k"]
+    panels = ["overall"] + tasks
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharey=True)
+    for ax, panel in zip(axes.flat, panels):
+        for label in labels:
+            m = models[label] if panel == "overall" else models[label]["per_task"].get(panel)
+            if not m or m["pass_at_k"][str(ks[0])] is None:
+                continue
+            ax.plot(ks, [m["pass_at_k"][str(k)] for k in ks], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_ylim(0, 1.02)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel("k", fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].set_ylabel("pass@k")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"pass@k (unbiased estimator, n={summary['n']})", fontsize=10)
+    fig.tight_layout()
+    curves = out / "pass_at_k.png"
+    fig.savefig(curves, dpi=120)
+    plt.close(fig)
+    return [acc, curves]
+
+
+def _write_report(out: Path, summary: dict) -> Path:
+    from engine.html_report import write_html_report
+
+    ks = [str(k) for k in summary["k"]]
+    headline = {k: summary[k] for k in ("input", "n", "k", "temperature", "backend", "seed", "baseline", "accuracy_definition",
+                                        "gradus_version", "wall_s")}
+    per_model, per_task, delta_rows, problems = [], [], [], []
+    for label, m in summary["models"].items():
+        per_model.append({"model": label, "items": m["evaluated"], "accuracy": m["accuracy"], **{f"pass@{k}": m["pass_at_k"][k] for k in ks},
+                          "errors": sum(m["errors"].values()), "quarantined": sum(m["quarantined"].values()), "tokens": m["tokens"],
+                          "model_path": m["model_path"]})
+        for t, v in m["per_task"].items():
+            per_task.append({"task": t, "model": label, "items": v["items"], "accuracy": v["accuracy"], **{f"pass@{k}": v["pass_at_k"][k] for k in ks}})
+        problems += [{"model": label, **r} for r in problem_rows(m)]
+    for label, d in summary["deltas"].items():
+        for scope, v in [("overall", d)] + sorted(d["per_task"].items()):
+            delta_rows.append({"model": f"{label} - {d['vs']}", "scope": scope, "paired items": v["paired_items"], "accuracy": v["accuracy"],
+                               **{f"pass@{k}": v["pass_at_k"][k] for k in ks}})
+    tables = {"Accuracy and pass@k per model": per_model, "Deltas against the baseline (paired items)": delta_rows,
+              "Per task": sorted(per_task, key=lambda r: (r["task"], list(summary["models"]).index(r["model"]))),
+              "Quarantined and errored rows (excluded from every number)": problems}
+    return write_html_report(out / "report.html", f"Evaluation: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
+
+
+def _wandb_numbers(summary: dict) -> dict:
+    flat = {"wall_s": summary["wall_s"]}
+    for label, m in summary["models"].items():
+        flat[f"{label}/accuracy"] = m["accuracy"]
+        flat.update({f"{label}/pass@{k}": v for k, v in m["pass_at_k"].items()})
+        flat.update({f"{label}/{t}/accuracy": v["accuracy"] for t, v in m["per_task"].items()})
+    for label, d in summary["deltas"].items():
+        flat[f"delta/{label}/accuracy"] = d["accuracy"]
+        flat.update({f"delta/{label}/pass@{k}": v for k, v in d["pass_at_k"].items()})
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def _model_hash(cfg: EvalJobConfig, path: str) -> str:
+    """What decides a model's rows: the model, the sampling settings, n and the seed (not k, not where it is written)."""
+    gen = {**to_dict(cfg.generation), "model_path": ""}
+    return config_hash({"model_path": path, "generation": gen, "n": cfg.n, "seed": cfg.seed})
+
+
+def run_eval(cfg: EvalJobConfig) -> dict:
+    import pandas as pd
+
+    cfg.validate()
+    cfg.require_paths()
+    started = time.time()
+    init_ray()
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    subset = ranked_ids(cfg.input, cfg.limit)
+    frames, models = {}, {}
+    for label, path in cfg.models.items():
+        model_started = time.time()
+        chash = _model_hash(cfg, path)
+        output = ResumableOutput(out / label, {"config_hash": chash, "input": cfg.input})
+        done = output.done_ids()
+        ds, todo = job_rows(cfg.input, subset, done, cfg.rows_per_block)
+        provenance = {"model_id": path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
+        if todo:
+            gen = {**to_dict(cfg.generation), "model_path": path}
+            rows = ds.map_batches(EvalActor, fn_constructor_kwargs={"generation": gen, "n": cfg.n, "seed": cfg.seed, "label": label,
+                                                                     "provenance": provenance},
+                                  batch_format="pandas", **cfg.actors.remote_args())
+            output.stream(rows, todo, f"eval {label}")
+        frame, bad = output.finish(OUTPUT_COLUMNS)
+        if subset is not None:  # a smaller limit on a rerun reports only its own subset
+            keep = frame["id"].isin(set(subset))
+            frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
+        frames[label] = frame[~bad]
+        models[label] = {"model_path": path, **model_summary(frame, bad, cfg.k), **provenance,
+                         "wall_s": round(time.time() - model_started, 1)}
+    pd.concat([f.assign(model=label) for label, f in frames.items()], ignore_index=True).to_parquet(out / "results.parquet", index=False)
+    summary = {
+        "input": cfg.input,
+        "items": models[cfg.baseline_label]["rows"],  # quarantined rows included
+        "n": cfg.n,
+        "k": list(cfg.k),
+        "temperature": cfg.generation.temperature,
+        "backend": cfg.generation.backend,
+        "seed": cfg.seed,
+        "baseline": cfg.baseline_label,
+        "accuracy_definition": ACCURACY_DEFINITION,
+        "models": models,
+        "deltas": deltas(frames, cfg.baseline_label, cfg.k),
+        "gradus_version": __version__,
+        "wall_s": round(time.time() - started, 1),
+    }
+    summary["plots"] = [str(p) for p in write_plots(summary, out)]
+    summary["wandb_run"] = log_summary(cfg.wandb, out, "eval", to_dict(cfg), _wandb_numbers(summary), [Path(p) for p in summary["plots"]])
+    summary["report"] = str(_write_report(out, summary))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

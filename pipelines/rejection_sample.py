@@ -1,0 +1,306 @@
+"""Rejection-sampling SFT data on Ray Data: n sampled responses per training item, keep the verified ones.
+
+read_parquet -> the job's items (all, or a stable `limit`-sized subset) -> drop ids already done
+-> map_batches(RejectionActor, ActorPoolStrategy(min, max)) -> n seeded draws per item on the
+model's engine (vLLM or HF; the same draw/verify code as pipelines/evaluate.py) -> every draw
+judged by the item's own verifier -> per-item rows streamed into `parts/` and consolidated
+(pipelines/resumable.py: a killed job rerun with the same command resumes) -> `scores.parquet`
+(one row per item: n, c, kept responses, filter counts) + `quarantine.parquet`, then
+`shards/` (canonical SFT shards, one sample per kept response) + `summary.json` + yield plot +
+`report.html` + a wandb run.
+
+Which responses are kept, per item, in draw order: the verifier passed; not cut at
+max_new_tokens (unless keep_truncated); text not already kept for this item (distinct texts);
+at most keep_per_item (0: no cap); and, with check_collator, rl/sft's collator finds the
+response's tokens in the training sequence (rl/sft/collate.build_batch, run on the written
+sample), so the shards never fail in SFT.
+
+The written sample for a kept response of item X, draw d: id `X-rs<d>`, X's images and prompt
+turns, then an assistant turn holding the response, and `answer` = the response itself. rl/sft
+builds the assistant turn as `response_template.format(answer=answer)` and trains on it, so these
+shards are trained with the pass-through template `response_template: "{answer}"` (the response
+already carries its format, e.g. `\\boxed{3}` or `<think>..</think><answer>..</answer>`). X's
+ground truth, the draw, its seed and the provenance are in `meta.rejection_sampling`. These
+shards are SFT targets: `answer` is not a ground truth any more, so do not score or GRPO on them.
+
+Only the rule-verifier criterion is implemented. The judge criterion of Curr-ReFT (a judge
+model's score >= 85/100) is not: there is no local judge model worth the name here, and no stub
+stands in for it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import __version__
+from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.generation.base import GenerationConfig
+from engine.ray_session import init_ray
+from engine.tracking import WandbConfig, log_summary
+from pipelines.evaluate import check_draws, job_rows, load_items, ranked_ids, sample_and_verify
+from pipelines.generate import ActorPoolConfig
+from pipelines.resumable import ResumableOutput, problem_rows
+
+OUTPUT_COLUMNS = ["id", "task", "split", "n", "c", "kept", "kept_draws", "draws_passed", "tokens", "duplicates", "truncated",
+                  "over_limit", "untrainable", "error", "error_detail"]
+SFT_RESPONSE_TEMPLATE = "{answer}"  # rl/sft's response_template for these shards: the kept response is the whole assistant turn
+
+
+@dataclass
+class RejectionSampleConfig:
+    input: str = ""  # canonical parquet shards to sample on (e.g. <corpus>/train)
+    output: str = ""  # job directory: scores.parquet, quarantine.parquet, shards/, summary.json, yield_per_task.png, report.html, parts/
+    model_path: str = ""  # the model that samples (local HF folder)
+    n: int = 8  # sampled responses per item
+    seed: int = 0  # draw d of item i is seeded draw_seed(seed, i, 0.0, d) (as in eval and PISM's unmasked draws)
+    keep_per_item: int = 0  # at most this many distinct verified responses per item (0: every distinct one)
+    keep_truncated: bool = False  # keep verified responses that hit max_new_tokens (finish reason "length")
+    check_collator: bool = True  # keep only responses rl/sft's collator can train on (it checks the response tokens in context)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=1.0, max_new_tokens=24))
+    actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    limit: int = 0  # 0 = every item; else the `limit` ids ranked first by sha256(id) (stable, spread over tasks)
+    rows_per_block: int = 64  # unit of streaming writes and of resume
+    rows_per_shard: int = 512  # SFT shards
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> None:
+        check_draws(self.n, self.generation.temperature, "rejection-sample")
+        if self.keep_per_item < 0 or self.limit < 0 or self.rows_per_block < 1 or self.rows_per_shard < 1:
+            raise ConfigError("rejection-sample: need keep_per_item >= 0, limit >= 0, rows_per_block >= 1, rows_per_shard >= 1")
+        self.actors.validate()
+        self.wandb.validate()
+
+    def require_paths(self) -> None:
+        if not self.input or not self.output or not self.model_path:
+            raise ConfigError("rejection-sample: input, output and model_path are required (e.g. input=<corpus>/train output=outputs/rs model_path=...)")
+        if not Path(self.model_path).exists():
+            raise ConfigError(f"rejection-sample: model_path {self.model_path} does not exist")
+        if self.generation.model_path and self.generation.model_path != self.model_path:
+            raise ConfigError("rejection-sample: generation.model_path must be empty or equal model_path")
+
+
+def sft_sample(sample, response: str, draw: int, info: dict):
+    """The canonical SFT sample for one kept response (see the module docstring)."""
+    from engine.data.sample import Message, Sample
+
+    meta = {**sample.meta, "rejection_sampling": {"source_id": sample.id, "ground_truth": sample.answer, "draw": draw, **info}}
+    return Sample(id=f"{sample.id}-rs{draw}", images=list(sample.images), messages=[*sample.prompt_messages, Message("assistant", response)],
+                  answer=response, task=sample.task, verifier=sample.verifier, verifier_params=dict(sample.verifier_params),
+                  domain=sample.domain, source=sample.source, split=sample.split, meta=meta)
+
+
+def _draw_info(cfg_seed: int, sample_id: str, draw: int, provenance: dict) -> dict:
+    from engine.pism.masks import draw_seed
+
+    return {"draw_seed": draw_seed(cfg_seed, sample_id, 0.0, draw), "response_template": SFT_RESPONSE_TEMPLATE, **provenance}
+
+
+class RejectionActor:
+    """One engine per actor; a batch becomes one row per item with its kept responses."""
+
+    def __init__(self, job: dict, provenance: dict):
+        from engine.data.images import ImagePolicy
+        from engine.generation.base import make_backend
+
+        self.cfg = from_dict(RejectionSampleConfig, job)
+        self.backend = make_backend(from_dict(GenerationConfig, {**to_dict(self.cfg.generation), "model_path": self.cfg.model_path}))
+        self.provenance = provenance
+        self.policy = ImagePolicy()
+        self._processor = None
+
+    def _trainable(self, sft) -> bool:
+        """rl/sft's own collator on the written sample: False when it cannot find the response tokens."""
+        from rl.sft.collate import build_batch
+
+        if self._processor is None:
+            self._processor = getattr(self.backend, "processor", None)
+            if self._processor is None:
+                from transformers import AutoProcessor
+
+                self._processor = AutoProcessor.from_pretrained(self.cfg.model_path, local_files_only=True)
+        try:
+            build_batch([sft], self._processor, SFT_RESPONSE_TEMPLATE, self.policy)
+        except ValueError:
+            return False
+        return True
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        cfg = self.cfg
+        good, bad = load_items(batch, self.policy)
+        rows = [{c: None for c in OUTPUT_COLUMNS} | stub | {"error": reason, "error_detail": detail} for stub, reason, detail in bad]
+        draws = sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, cfg.n, cfg.seed)
+        for (stub, sample, _), d in zip(good, draws):
+            row = {c: None for c in OUTPUT_COLUMNS} | stub | {"error": d.error, "error_detail": d.error_detail}
+            rows.append(row)
+            if d.error:
+                continue
+            kept, kept_draws, seen = [], [], set()
+            counts = {"duplicates": 0, "truncated": 0, "over_limit": 0, "untrainable": 0}
+            for draw, (text, passed, finish) in enumerate(zip(d.texts, d.passed, d.finish)):
+                if not passed:
+                    continue
+                if finish == "length" and not cfg.keep_truncated:
+                    counts["truncated"] += 1
+                elif text in seen:
+                    counts["duplicates"] += 1
+                elif cfg.keep_per_item and len(kept) >= cfg.keep_per_item:
+                    counts["over_limit"] += 1
+                elif cfg.check_collator and not self._trainable(sft_sample(sample, text, draw, {})):
+                    counts["untrainable"] += 1
+                else:
+                    kept.append(text)
+                    kept_draws.append(draw)
+                seen.add(text)
+            row.update(n=len(d.passed), c=sum(d.passed), kept=kept, kept_draws=kept_draws, draws_passed=d.passed, tokens=sum(d.tokens), **counts)
+        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+        for key, value in self.provenance.items():
+            frame[key] = value
+        return frame
+
+
+def _write_shards(cfg: RejectionSampleConfig, kept: dict[str, list[tuple[int, str]]], provenance: dict, out: Path) -> tuple[Path, int]:
+    """Rebuild the kept samples from the input (input order, one pass, chunked) into out/shards/ atomically."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from engine.data.reasons import SampleError
+    from engine.data.sample import SAMPLE_SCHEMA, Sample, validate_sample
+    from engine.data.shards import shard_paths, write_shards
+
+    final, tmp = out / "shards", out / "shards.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    buffer, written, part, seen = [], 0, 0, set()
+
+    def flush():
+        nonlocal buffer, part
+        write_shards(buffer, tmp, rows_per_shard=cfg.rows_per_shard, prefix=f"part-{part:05d}")
+        part, buffer = part + 1, []
+
+    for path in shard_paths(cfg.input):
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=SAMPLE_SCHEMA.names):
+            for raw in rb.to_pylist():
+                rid = str(raw.get("id"))
+                if rid not in kept or rid in seen:
+                    continue
+                seen.add(rid)
+                try:
+                    sample = Sample.from_row(raw)
+                except SampleError:  # it was sampled, so it parsed in the actor; a changed input is not ours to fix
+                    continue
+                for draw, text in kept[rid]:
+                    buffer.append(validate_sample(sft_sample(sample, text, draw, _draw_info(cfg.seed, sample.id, draw, provenance)), decode=False))
+                    written += 1
+                if len(buffer) >= cfg.rows_per_shard:
+                    flush()
+    if buffer or not written:
+        flush()  # an empty result still gets one (empty) shard with the schema
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final, written
+
+
+def _write_plot(per_task: dict, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(per_task)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(tasks) + 2), 4))
+    x = range(len(tasks))
+    bars = ax.bar([i - 0.2 for i in x], [per_task[t]["yield"] for t in tasks], 0.4, label="items with >= 1 kept response")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    bars = ax.bar([i + 0.2 for i in x], [per_task[t]["pass_rate"] for t in tasks], 0.4, label="draws verified (c/n)")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(list(x), tasks, rotation=20)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share")
+    ax.set_title("Rejection sampling yield per task")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "yield_per_task.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _write_report(out: Path, summary: dict) -> Path:
+    from engine.html_report import write_html_report
+
+    headline = {k: summary[k] for k in ("items", "sampled", "items_kept", "kept", "dropped_none_correct", "n", "keep_per_item", "temperature",
+                                        "backend", "shards", "model_id", "config_hash", "seed", "gradus_version", "wall_s")}
+    tables = {"Per task": [{"task": t, **v} for t, v in sorted(summary["per_task"].items())],
+              "Verified responses not kept": [{"why": k, "responses": v} for k, v in summary["filtered"].items()],
+              "Quarantined and errored rows": problem_rows(summary)}
+    return write_html_report(out / "report.html", f"Rejection sampling: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
+
+
+def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict:
+    cfg.validate()
+    cfg.require_paths()
+    started = time.time()
+    init_ray()
+    out = Path(cfg.output)
+    # What decides an item's row (not k-independent reporting, not where it is written).
+    gen = {**to_dict(cfg.generation), "model_path": ""}
+    chash = config_hash({"model_path": cfg.model_path, "generation": gen, "n": cfg.n, "seed": cfg.seed, "keep_per_item": cfg.keep_per_item,
+                         "keep_truncated": cfg.keep_truncated, "check_collator": cfg.check_collator})
+    output = ResumableOutput(out, {"config_hash": chash, "input": cfg.input})
+    subset = ranked_ids(cfg.input, cfg.limit)
+    ds, todo = job_rows(cfg.input, subset, output.done_ids(), cfg.rows_per_block)
+    provenance = {"model_id": model_id or cfg.model_path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
+    if todo:
+        rows = ds.map_batches(RejectionActor, fn_constructor_kwargs={"job": to_dict(cfg), "provenance": provenance},
+                              batch_format="pandas", **cfg.actors.remote_args())
+        output.stream(rows, todo, "rejection-sample")
+    frame, bad = output.finish(OUTPUT_COLUMNS)
+    if subset is not None:
+        keep = frame["id"].isin(set(subset))
+        frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
+    ok = frame[~bad & frame["error"].isna() & frame["n"].notna()]
+    kept = {r.id: list(zip((int(d) for d in r.kept_draws), r.kept)) for r in ok.itertuples() if len(r.kept)}
+    shards, written = _write_shards(cfg, kept, provenance, out)
+    n_kept = ok["kept"].map(len)
+    per_task = {}
+    for task, g in ok.groupby("task"):
+        k = n_kept[g.index]
+        per_task[task] = {"items": int(len(g)), "items_kept": int((k > 0).sum()), "kept": int(k.sum()),
+                          "yield": round(float((k > 0).mean()), 4), "pass_rate": round(float((g["c"] / g["n"]).mean()), 4),
+                          "dropped_none_correct": int((g["c"] == 0).sum())}
+    none_correct = sorted(ok.loc[ok["c"] == 0, "id"])
+    summary = {
+        "items": int(len(frame)),
+        "sampled": int(len(ok)),
+        "items_kept": int((n_kept > 0).sum()),
+        "kept": int(n_kept.sum()),
+        "shard_rows": written,
+        "dropped_none_correct": len(none_correct),
+        "dropped_ids": none_correct[:50],  # the first 50, sorted; scores.parquet has them all (c == 0)
+        "per_task": per_task,
+        "filtered": {k: int(ok[k].sum()) for k in ("duplicates", "truncated", "over_limit", "untrainable")},
+        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
+        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        "draws": int(ok["n"].sum()),
+        "tokens": int(ok["tokens"].sum()),
+        "n": cfg.n,
+        "keep_per_item": cfg.keep_per_item,
+        "temperature": cfg.generation.temperature,
+        "backend": cfg.generation.backend,
+        "shards": str(shards),
+        "sft": {"train_data": str(shards), "response_template": SFT_RESPONSE_TEMPLATE},  # how rl/sft trains on them
+        **provenance,
+        "wall_s": round(time.time() - started, 1),
+    }
+    summary["plots"] = [str(_write_plot(per_task, out))] if per_task else []
+    flat = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    flat.update({f"{t}/yield": v["yield"] for t, v in per_task.items()})
+    summary["wandb_run"] = log_summary(cfg.wandb, out, "rejection-sample", to_dict(cfg), flat, [Path(p) for p in summary["plots"]])
+    summary["report"] = str(_write_report(out, summary))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
