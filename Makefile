@@ -43,6 +43,9 @@ bench: env
 	$(PY) benchmarks/pism_throughput.py
 	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/cmab_throughput.py
+	$(PY) benchmarks/mixture.py
+	$(PY) benchmarks/grpo_tiny.py
+	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/warmstart.py
 
 clean:

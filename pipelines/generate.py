@@ -33,26 +33,22 @@ class ActorPoolConfig:
     # Ray sets OMP_NUM_THREADS = num_cpus in an actor (1 here), which also caps the engine's CPU
     # threads; 0 keeps Ray's value, N lets a CPU engine use N threads while reserving num_cpus.
     omp_threads: int = 0
+    accelerator_type: str = ""  # e.g. "H100": only nodes with Ray's accelerator_type:H100 resource
+    resources: dict[str, float] = field(default_factory=dict)  # custom resources per actor
+    spread: bool = True  # SPREAD actors over nodes; False packs them
 
     def validate(self) -> None:
-        if not 1 <= self.min_actors <= self.max_actors:
-            raise ConfigError("actors: need 1 <= min_actors <= max_actors")
+        from pipelines.placement import validate_pool
+
+        validate_pool(self)  # bounds, resources, placement
         if self.omp_threads < 0:
             raise ConfigError("actors.omp_threads must be >= 0")
 
     def remote_args(self) -> dict:
-        """Ray Data map_batches arguments placing one actor of this pool."""
-        args = {"compute": _pool(self.min_actors, self.max_actors), "num_cpus": self.num_cpus, "num_gpus": self.num_gpus or None,
-                "batch_size": self.batch_size}
-        if self.omp_threads:
-            args["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(self.omp_threads)}}
-        return args
+        """Ray Data map_batches arguments placing one actor of this pool (pipelines/placement.py)."""
+        from pipelines.placement import map_batches_kwargs
 
-
-def _pool(min_size: int, max_size: int):
-    import ray.data
-
-    return ray.data.ActorPoolStrategy(min_size=min_size, max_size=max_size)
+        return map_batches_kwargs(self)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from engine.data.sample import Sample
 from engine.data.shards import shard_paths, validate_all
 
 
-def _is_verl_file(path: Path) -> bool:
+def is_verl_file(path: Path) -> bool:
     return path.is_file() and path.suffix == ".parquet" and set(KNOWN_COLUMNS) <= set(pq.read_schema(path).names)
 
 
@@ -39,7 +39,7 @@ def verl_parquet(source: str, out_dir: Path, name: str, max_pixels: int = 0) -> 
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"grpo data {source} does not exist")
-    if _is_verl_file(path):
+    if is_verl_file(path):
         return path
     samples, quarantined = validate_all(_rows(path), ImagePolicy())
     if quarantined:

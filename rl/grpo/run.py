@@ -19,10 +19,13 @@ from rl.grpo.data import verl_parquet
 
 
 def prepare_data(cfg: GrpoJobConfig) -> tuple[str, str]:
+    """Both splits as verl parquet; `warmstart:` names and `?tasks=` queries resolved first (rl/grpo/sources.py)."""
+    from rl.grpo.sources import resolve_data
+
     out = Path(cfg.output_dir) / "data"
     max_pixels = cfg.data.image_max_pixels
-    train = verl_parquet(cfg.data.train, out, "train", max_pixels)
-    val = verl_parquet(cfg.data.val, out, "val", max_pixels) if cfg.data.val else None
+    train = verl_parquet(str(resolve_data(cfg.data.train, out, "train")), out, "train", max_pixels)
+    val = verl_parquet(str(resolve_data(cfg.data.val, out, "val")), out, "val", max_pixels) if cfg.data.val else None
     return str(train.resolve()), str(val.resolve()) if val else ""
 
 
@@ -30,7 +33,10 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
     import torch
 
     from rl.grpo import verl_launch
+    from rl.grpo.sources import resolve_model
 
+    if cfg.model_path.startswith("warmstart:"):  # the embedded default, built or taken from the cache
+        cfg.model_path = str(resolve_model(cfg.model_path)[0])
     train, val = prepare_data(cfg)
     uploaded = bool(cfg.verl.address)
     overrides = verl_launch.verl_overrides(cfg, train, val, uploaded=uploaded)

@@ -1,0 +1,384 @@
+"""GRPO on one machine: TRL's GRPOTrainer on CPU or one GPU, same data / reward / algorithm as verl.
+
+`run_trl_grpo(cfg)`:
+1. resolves the model (`model_path`, or `warmstart:<config>` for the embedded default) and the data
+   (canonical shards, optionally a task selection, exported to the verl parquet by rl/grpo/data.py;
+   a verl parquet is read as is);
+2. turns the verl rows into TRL's conversational multimodal rows (rl/grpo/trl_dataset.py) and the
+   reward entrypoint into a TRL reward function (rl/grpo/trl_reward.py);
+3. maps the algorithm settings onto `GRPOConfig` (`trl_args`; table in docs/grpo.md) and trains,
+   resuming from the last checkpoint under `<output_dir>/checkpoints` when `trl.save_every` > 0;
+4. writes under output_dir: `model/` (HF folder: weights, config, processor, gradus_model.json),
+   `metrics.jsonl` (one line per optimizer step), `reward_curve.png`, `summary.json`, and an
+   offline wandb run (engine/tracking.py).
+
+summary.json's `reward_first` / `reward_last` are the mean training reward (TRL's `reward`: the
+batch mean of compute_score's `score`) over the first / last `reward_window` steps, with
+reward_window = clamp(steps // 5, 1, 10): the first and last fifth of the run, at most 10 steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import __version__
+from engine.config import ConfigError, config_hash, to_dict
+from rl.grpo.config import GrpoJobConfig
+
+METRIC_KEYS = {  # metrics.jsonl name <- TRL log key
+    "reward": "reward",
+    "reward_std": "reward_std",
+    "acc": "acc",
+    "format": "format",
+    "kl": "kl",
+    "loss": "loss",
+    "entropy": "entropy",
+    "grad_norm": "grad_norm",
+    "learning_rate": "learning_rate",
+    "completion_length": "completions/mean_length",
+    "frac_reward_zero_std": "frac_reward_zero_std",
+    "clip_ratio": "clip_ratio/region_mean",
+}
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def reward_window(steps: int) -> int:
+    """Steps averaged for reward_first / reward_last: a fifth of the run, 1..10 steps."""
+    return max(1, min(10, steps // 5))
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("grpo.trl.device=cuda but no CUDA device is visible")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"grpo.trl.device {device!r} not in (auto, cpu, cuda)")
+    return device
+
+
+def validate_trl(cfg: GrpoJobConfig) -> None:
+    """What the TRL backend needs beyond GrpoJobConfig.validate (clear errors before anything loads)."""
+    cfg.validate()
+    if cfg.backend != "trl":
+        raise ConfigError(f"run_trl_grpo: grpo.backend is {cfg.backend!r}, not 'trl'")
+    t = cfg.trl
+    if t.dtype not in ("float32", "bfloat16", "float16"):
+        raise ConfigError(f"grpo.trl.dtype {t.dtype!r} not in (float32, bfloat16, float16)")
+    if t.torch_threads < 0 or t.log_every < 1 or t.save_every < 0:
+        raise ConfigError("grpo.trl: need torch_threads >= 0, log_every >= 1, save_every >= 0")
+    if cfg.data.max_prompt_length < 1 or cfg.data.max_response_length < 1:
+        raise ConfigError("grpo.data: max_prompt_length and max_response_length must be >= 1")
+    resolve_device(t.device)
+
+
+def trl_args(cfg: GrpoJobConfig, out_dir: Path, device: str):
+    """GrpoJobConfig -> GRPOConfig (the mapping docs/grpo.md tabulates).
+
+    One optimizer step = one mini-batch of `mini_batch_prompts * group_size` completions; one
+    generation round = `prompts_per_step * group_size` completions, i.e. prompts_per_step /
+    mini_batch_prompts optimizer steps (verl's ppo_mini_batch_size); `algorithm.steps` counts
+    generation rounds as verl's total_training_steps does.
+    """
+    from trl import GRPOConfig
+
+    a = cfg.algorithm
+    mini = a.mini_batch_prompts or a.prompts_per_step
+    updates_per_round = a.prompts_per_step // mini
+    return GRPOConfig(
+        output_dir=str(out_dir / CHECKPOINT_DIR),
+        # batch geometry
+        num_generations=a.group_size,
+        per_device_train_batch_size=mini * a.group_size,
+        gradient_accumulation_steps=1,
+        generation_batch_size=a.prompts_per_step * a.group_size,
+        num_iterations=1,  # verl ppo_epochs=1
+        max_steps=a.steps * updates_per_round,
+        # optimisation
+        learning_rate=a.lr,
+        lr_scheduler_type="constant",  # verl's actor default (no warmup, constant)
+        warmup_steps=0,
+        weight_decay=0.01,  # verl actor optim default
+        max_grad_norm=1.0,  # verl actor grad_clip default
+        beta=a.kl_coef,  # k3 estimator = verl's low_var_kl
+        epsilon=a.clip_ratio,
+        entropy_coef=a.entropy_coef,
+        loss_type="dapo",  # token-mean over the batch = verl's loss_agg_mode token-mean
+        scale_rewards="group",  # verl norm_adv_by_std_in_grpo=True
+        # rollout
+        temperature=a.temperature,
+        top_p=a.top_p,
+        max_completion_length=cfg.data.max_response_length,
+        shuffle_dataset=cfg.data.shuffle,
+        # machine
+        use_cpu=device == "cpu",
+        bf16=cfg.trl.dtype == "bfloat16",
+        fp16=cfg.trl.dtype == "float16",
+        gradient_checkpointing=device == "cuda",
+        model_init_kwargs={"dtype": cfg.trl.dtype, "local_files_only": True},
+        dataloader_num_workers=0,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        # logging and checkpoints: every step is logged (metrics.jsonl), console lines every log_every
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=False,
+        save_strategy="steps" if cfg.trl.save_every else "no",
+        save_steps=cfg.trl.save_every * updates_per_round if cfg.trl.save_every else 500,
+        save_total_limit=2,
+        save_only_model=False,  # optimizer + scheduler + RNG: an exact resume
+        log_completions=False,
+        remove_unused_columns=False,
+        disable_dropout=True,
+    )
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpt = out_dir / CHECKPOINT_DIR
+    if not ckpt.is_dir():
+        return None
+    found = get_last_checkpoint(str(ckpt))
+    return Path(found) if found else None
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[-1])
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _metrics_callback(path: Path, log_every: int, resumed_rows: list[dict]):
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        """One metrics.jsonl line per optimizer step; a progress bar and a console line every log_every steps.
+
+        Replaces transformers' ProgressCallback, which prints every log dict in full."""
+
+        def __init__(self):
+            self.offset = resumed_rows[-1]["wall_s"] if resumed_rows else 0.0
+            self.started = time.time()
+            self.last = self.started
+            self.bar = None
+            path.write_text("".join(json.dumps(r) + "\n" for r in resumed_rows))
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            from tqdm import tqdm
+
+            self.started = self.last = time.time()
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="grpo", unit="step", dynamic_ncols=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "reward" not in logs:
+                return
+            now = time.time()
+            row: dict[str, Any] = {"step": state.global_step}
+            for name, key in METRIC_KEYS.items():
+                value = logs.get(key)
+                if isinstance(value, (int, float)):
+                    row[name] = round(float(value), 6)
+            row["step_s"] = round(now - self.last, 3)
+            row["wall_s"] = round(self.offset + now - self.started, 3)
+            self.last = now
+            with path.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if state.global_step % log_every == 0 or state.global_step == state.max_steps:
+                line = (f"[grpo] step {state.global_step}/{state.max_steps} reward {row.get('reward', float('nan')):.3f} "
+                        f"acc {row.get('acc', float('nan')):.3f} kl {row.get('kl', 0.0):.4f} loss {row.get('loss', 0.0):.4f} "
+                        f"len {row.get('completion_length', 0.0):.1f} wall {row['wall_s']:.0f}s")
+                if self.bar is not None:
+                    self.bar.write(line, file=sys.stderr)
+                else:
+                    print(line, file=sys.stderr, flush=True)
+
+    return MetricsCallback()
+
+
+def plot_curve(rows: list[dict], out: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    reward = [r.get("reward", float("nan")) for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=120)
+    ax.plot(steps, reward, color="#9ab", lw=1, marker=".", label="mean reward (per step)")
+    k = reward_window(len(rows))
+    if len(rows) >= 2 * k and k > 1:
+        smooth = [sum(reward[max(0, i - k + 1): i + 1]) / len(reward[max(0, i - k + 1): i + 1]) for i in range(len(reward))]
+        ax.plot(steps, smooth, color="#c33", lw=2, label=f"moving mean ({k} steps)")
+    if any("acc" in r for r in rows):
+        ax.plot(steps, [r.get("acc", float("nan")) for r in rows], color="#3a3", lw=1, ls="--", label="verifier acc")
+    ax.set_xlabel("step")
+    ax.set_ylabel("reward")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def summarize_curve(rows: list[dict]) -> dict[str, Any]:
+    if not rows:
+        return {"reward_first": None, "reward_last": None, "reward_window": 0}
+    k = reward_window(len(rows))
+    mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else None  # noqa: E731
+    first, last = rows[:k], rows[-k:]
+    return {
+        "reward_first": mean([r["reward"] for r in first]),
+        "reward_last": mean([r["reward"] for r in last]),
+        "reward_window": k,
+        "acc_first": mean([r["acc"] for r in first if "acc" in r]),
+        "acc_last": mean([r["acc"] for r in last if "acc" in r]),
+        "kl_last": mean([r["kl"] for r in last if "kl" in r]),
+    }
+
+
+def _publish_model(trainer, processor, parent: Path, out: Path, meta: dict) -> Path:
+    """Final HF folder (weights, config, generation config, processor + chat template), atomically.
+
+    Inference settings come back from the parent: training turns the KV cache off in the config and
+    TRL rewrites the generation config with its sampling settings."""
+    from transformers import GenerationConfig
+
+    final = out / MODEL_DIR
+    tmp = final.with_name(final.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.use_cache = True
+    if (parent / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(parent), local_files_only=True)
+    trainer.save_model(str(tmp))
+    processor.save_pretrained(str(tmp))
+    for stale in ("training_args.bin",):
+        (tmp / stale).unlink(missing_ok=True)
+    (tmp / "gradus_model.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def run_trl_grpo(cfg: GrpoJobConfig) -> dict:
+    """Train with TRL's GRPOTrainer; returns the summary written to <output_dir>/summary.json."""
+    validate_trl(cfg)
+    started = time.time()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    from transformers import AutoProcessor
+    from trl import GRPOTrainer
+
+    from engine.tracking import log_summary
+    from rl.grpo.data import verl_parquet
+    from rl.grpo.sources import repo_path, resolve_data, resolve_model
+    from rl.grpo.trl_dataset import build_dataset
+    from rl.grpo.trl_reward import VerlRewardFunction, load_entrypoint
+    from rl.reward import reward_config
+
+    if cfg.trl.torch_threads:
+        torch.set_num_threads(cfg.trl.torch_threads)
+    device = resolve_device(cfg.trl.device)
+    out = Path(cfg.output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    model_path, model_id = resolve_model(cfg.model_path)
+    reward_cfg_path = str(repo_path(cfg.reward.config)) if cfg.reward.config else ""
+    reward_cfg = reward_config(reward_cfg_path or None)  # parsed now: a bad reward YAML fails before training
+    compute_score = load_entrypoint(str(repo_path(cfg.reward.path)) if cfg.reward.path else "", cfg.reward.name)
+    reward_fn = VerlRewardFunction(compute_score, reward_cfg_path or None)  # as verl's reward_kwargs.reward_config
+
+    data_dir = out / "data"
+    train_src = resolve_data(cfg.data.train, data_dir, "train")
+    train_file = verl_parquet(str(train_src), data_dir, "train", cfg.data.image_max_pixels)
+
+    processor = AutoProcessor.from_pretrained(str(model_path), local_files_only=True, padding_side="left")
+    processor.tokenizer.padding_side = "left"
+    dataset, data_stats = build_dataset(train_file, processor, max_prompt_length=cfg.data.max_prompt_length,
+                                        max_pixels=cfg.data.image_max_pixels)
+    if len(dataset) < cfg.algorithm.prompts_per_step:
+        raise ConfigError(f"grpo: {len(dataset)} training prompts < algorithm.prompts_per_step={cfg.algorithm.prompts_per_step}")
+
+    args = trl_args(cfg, out, device)
+    resume = last_checkpoint(out) if cfg.trl.save_every else None
+    metrics_path = out / "metrics.jsonl"
+    kept = [r for r in read_metrics(metrics_path) if r["step"] <= _checkpoint_step(resume)] if resume else []
+    callback = _metrics_callback(metrics_path, cfg.trl.log_every, kept)
+    print(f"[grpo] trl backend on {device}: model {model_path}, {len(dataset)} prompts ({train_file}), "
+          f"{cfg.algorithm.steps} steps x {cfg.algorithm.prompts_per_step} prompts x {cfg.algorithm.group_size} responses"
+          + (f", resuming from {resume}" if resume else ""), file=sys.stderr, flush=True)
+
+    trainer = GRPOTrainer(
+        model=str(model_path),
+        reward_funcs=[reward_fn],
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[callback],
+    )
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    train_started = time.time()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    train_s = time.time() - train_started
+
+    rows = read_metrics(metrics_path)
+    summary: dict[str, Any] = {
+        "job": "train grpo",
+        "backend": "trl",
+        "device": device,
+        **summarize_curve(rows),
+        "steps": rows[-1]["step"] if rows else 0,
+        "wall_s": round(time.time() - started, 1),
+        "train_s": round(train_s, 1),
+        "step_s_mean": round(sum(r["step_s"] for r in rows) / len(rows), 3) if rows else None,
+        "resumed_from": str(resume) if resume else None,
+        "model_id": model_id,
+        "model_path": str(model_path),
+        "config_hash": config_hash(cfg),
+        "seed": cfg.seed,
+        "gradus_version": __version__,
+        "train_data": str(train_file),
+        "data": data_stats,
+        "reward_config": reward_cfg_path or "RewardConfig()",
+        "trl_args": {k: getattr(args, k) for k in ("num_generations", "generation_batch_size", "per_device_train_batch_size",
+                                                    "gradient_accumulation_steps", "max_steps", "learning_rate", "beta",
+                                                    "epsilon", "temperature", "top_p", "max_completion_length", "loss_type")},
+    }
+    meta = {"model_id": model_id, "stage": "grpo", "parent": str(model_path), "backend": "trl",
+            "grpo_config": to_dict(cfg), **{k: summary[k] for k in ("config_hash", "seed", "gradus_version", "steps",
+                                                                             "reward_first", "reward_last")}}
+    summary["output_model"] = str(_publish_model(trainer, processor, model_path, out, meta))
+    curve = plot_curve(rows, out / "reward_curve.png", f"GRPO (trl) {model_id}: mean reward per step") if rows else None
+    summary["files"] = {"model": summary["output_model"], "metrics": str(metrics_path),
+                        "reward_curve": str(curve) if curve else None, "summary": str(out / "summary.json")}
+    summary["wandb_run"] = log_summary(cfg.wandb, out, "grpo", to_dict(cfg), summary, [curve] if curve else [])
+    summary["wall_s"] = round(time.time() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
