@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import torch
 
+from rl.grpo.verl_launch import compose
+
 REPO = Path(__file__).resolve().parents[3]
 REWARD_PY = REPO / "rl" / "reward.py"
 DATA_SOURCE = "gradus"
@@ -70,8 +72,6 @@ def reward_py() -> Path:
 
 @pytest.fixture(scope="module")
 def ppo_config(reward_py, tiny_random_model):
-    from rl.grpo.verl_launch import compose
-
     return compose([
         f"reward.custom_reward_function.path='{reward_py}'",
         "reward.custom_reward_function.name=compute_score",
