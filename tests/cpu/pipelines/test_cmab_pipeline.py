@@ -3,10 +3,8 @@ are, ids PISM did not score are solved by generate-and-verify, bad records land 
 and a kill -9 of the driver mid-run followed by the same command gives the uninterrupted output."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.data.sample import SAMPLE_SCHEMA
-from engine.data.shards import shard_paths
+from pipeline_inputs import kill_mid_run_then_rerun, spread_rows, write_small_files
 from engine.model.chat import format_response
 from engine.verifiers import verify
 
@@ -25,15 +22,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def job_inputs(warm_corpus, tmp_path_factory):
-    rows = []
-    for path in shard_paths(warm_corpus / "test"):
-        rows += pq.read_table(path).to_pylist()
-    picked = rows[::50][:12]  # spread over the families
+    picked = spread_rows(warm_corpus)
     picked[3]["images"] = [{"bytes": b"not an image", "path": None}]
     picked[7]["messages"] = picked[7]["messages"][:0]
-    src = tmp_path_factory.mktemp("cmab-in")
-    for i in range(0, len(picked), 2):
-        pq.write_table(pa.Table.from_pylist(picked[i : i + 2], schema=SAMPLE_SCHEMA), src / f"part-{i:05d}.parquet")
+    src = write_small_files(picked, tmp_path_factory.mktemp("cmab-in"), 2)
     # A PISM scores file as PISM writes it: three verified clean-image answers, one unsolved; the
     # other ids have no PISM verdict and go to the fallback.
     pism = src.parent / "pism-scores.parquet"
@@ -62,14 +54,7 @@ def test_cmab_pipeline_reuses_pism_quarantines_and_resumes_after_kill(ray_sessio
 
     killed = tmp_path / "killed"
     cmd = _cmd(src, pism, killed, warm_model, ids[0])
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not list((killed / "parts").glob("*.parquet")):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the driver, mid-run
-    proc.wait()
-    assert not (killed / "scores.parquet").exists(), "the run finished before it could be killed"
-    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=900)
+    kill_mid_run_then_rerun(cmd, killed, env, poll_s=0.2)
 
     a = pd.read_parquet(straight / "scores.parquet")
     b = pd.read_parquet(killed / "scores.parquet")

@@ -7,14 +7,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline_inputs import spread_rows, write_small_files
 from engine.config import ConfigError, from_dict
-from engine.data.sample import SAMPLE_SCHEMA
-from engine.data.shards import shard_paths
 from engine.generation.base import GenerationConfig
 from engine.tracking import WandbConfig
 from engine.verifiers import verify
@@ -33,16 +30,11 @@ def _png(width: int, height: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def eval_inputs(warm_corpus, tmp_path_factory):
-    rows = []
-    for path in shard_paths(warm_corpus / "test"):
-        rows += pq.read_table(path).to_pylist()
-    picked = rows[::50][:12]  # spread over the families
+    picked = spread_rows(warm_corpus)
     picked[3]["images"] = [{"bytes": b"not an image", "path": None}]  # data error: quarantined
     # A valid image the processor refuses (aspect ratio > 200): the engine fails on this item only.
     picked[5]["images"] = [{"bytes": _png(300, 1), "path": None}]
-    src = tmp_path_factory.mktemp("eval-in")
-    for i in range(0, len(picked), 4):
-        pq.write_table(pa.Table.from_pylist(picked[i : i + 4], schema=SAMPLE_SCHEMA), src / f"part-{i:05d}.parquet")
+    src = write_small_files(picked, tmp_path_factory.mktemp("eval-in"), 4)
     return src, picked
 
 

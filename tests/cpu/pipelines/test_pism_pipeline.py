@@ -2,20 +2,15 @@
 followed by the same command gives output identical to an uninterrupted run."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
+from pipeline_inputs import kill_mid_run_then_rerun, spread_rows, write_small_files
 from engine.cmab.responses import responses_from_pism
-from engine.data.sample import SAMPLE_SCHEMA
-from engine.data.shards import shard_paths
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -23,15 +18,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def corpus(warm_corpus, tmp_path_factory):
-    rows = []
-    for path in shard_paths(warm_corpus / "test"):
-        rows += pq.read_table(path).to_pylist()
-    picked = rows[::50][:12]  # spread over the families
+    picked = spread_rows(warm_corpus)
     picked[3]["images"] = [{"bytes": b"not an image", "path": None}]
     picked[7]["messages"] = picked[7]["messages"][:0]
-    src = tmp_path_factory.mktemp("pism-in")
-    for i in range(0, len(picked), 2):  # small files -> small blocks -> results are written while the job runs
-        pq.write_table(pa.Table.from_pylist(picked[i : i + 2], schema=SAMPLE_SCHEMA), src / f"part-{i:05d}.parquet")
+    src = write_small_files(picked, tmp_path_factory.mktemp("pism-in"), 2)
     return src, [r["id"] for r in picked]
 
 
@@ -57,14 +47,7 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
     subprocess.run(_cmd(src, straight, warm_model, backend), env=env, check=True, capture_output=True, timeout=900)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(src, killed, warm_model, backend), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not list((killed / "parts").glob("*.parquet")):
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 of the driver, mid-write
-    proc.wait()
-    assert not (killed / "scores.parquet").exists(), "the run finished before it could be killed"
-    subprocess.run(_cmd(src, killed, warm_model, backend), env=env, check=True, capture_output=True, timeout=900)
+    kill_mid_run_then_rerun(_cmd(src, killed, warm_model, backend), killed, env)
 
     a = pd.read_parquet(straight / "scores.parquet")
     b = pd.read_parquet(killed / "scores.parquet")
