@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
@@ -284,8 +284,10 @@ def _publish_model(trainer, processor, parent: Path, out: Path, meta: dict) -> P
     return final
 
 
-def run_trl_grpo(cfg: GrpoJobConfig) -> dict:
-    """Train with TRL's GRPOTrainer; returns the summary written to <output_dir>/summary.json."""
+def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
+    """Train with TRL's GRPOTrainer; returns the summary written to <output_dir>/summary.json.
+
+    `callbacks`: extra transformers TrainerCallbacks (e.g. a curriculum stage's stop criterion, rl/curriculum/stops.py)."""
     validate_trl(cfg)
     started = time.time()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -339,7 +341,7 @@ def run_trl_grpo(cfg: GrpoJobConfig) -> dict:
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        callbacks=[callback],
+        callbacks=[callback, *callbacks],
     )
     from transformers.trainer_callback import ProgressCallback
 
