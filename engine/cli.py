@@ -287,6 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--input", required=True)
     exp.add_argument("--out", required=True)
     exp.set_defaults(handler=_cmd_export)
+    rates = data.add_parser("pass-rates", help="verl's rollout dump (trainer.rollout_data_dir) -> pass rates per sample id for `store build`")
+    rates.add_argument("--rollouts", required=True, help="verl's rollout_data_dir (<step>.jsonl files)")
+    rates.add_argument("--output", required=True, help="pass_rates.parquet to write")
+    rates.add_argument("--data", default="", help="the verl parquet trained on: every dumped id must be one of its extra_info.id")
+    rates.add_argument("--run", default="", help="the run's output_dir (verl_run.json: provenance); default: the dump's parent")
+    rates.add_argument("--model-id", default="")
+    rates.add_argument("--config-hash", default="")
+    rates.add_argument("--seed", type=int, default=None)
+    rates.add_argument("--stage", default="", help="stage name recorded per row; default: the run folder's name")
+    rates.set_defaults(handler=_cmd_pass_rates)
 
     sub = top.add_parser("submit", help="run a recipe on a Ray cluster as a job (ray job submit); config validated here first")
     sub.add_argument("pipeline", help=f"a recipe name, e.g. 'score pism' (one of: {', '.join(RECIPES)})")
@@ -362,6 +372,13 @@ def _cmd_export(args) -> dict:
 
     paths = write_records(args.fmt, list(iter_samples(args.input)), args.out)
     return {"written": [str(p) for p in paths]}
+
+
+def _cmd_pass_rates(args) -> dict:
+    from rl.grpo.rollout_log import verl_pass_rates
+
+    return verl_pass_rates(args.rollouts, args.output, data=args.data, run_dir=args.run, model_id=args.model_id,
+                           config_hash=args.config_hash, seed=args.seed, stage=args.stage)
 
 
 def main(argv: list[str] | None = None) -> int:

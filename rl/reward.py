@@ -4,6 +4,7 @@ verl calls compute_score(data_source, solution_str, ground_truth, extra_info) pe
 executor thread). We dispatch on the verifier carried in extra_info (written by gradus' verl
 exporter), combine verifier and format scores per the reward config, and return a dict with the
 same keys for every response: verl logs every key, and averages the numeric ones in validation.
+`sample_id` (extra_info.id) lets verl's rollout dump be turned into pass rates per sample.
 
 The reward config comes from `reward.custom_reward_function.reward_kwargs.reward_config`: a YAML
 path or an inline mapping (RewardConfig fields); without it, RewardConfig's defaults apply.
@@ -82,4 +83,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
             out.update(score=r.score, acc=r.acc, format=r.format, iou=r.iou, verifier_score=r.verifier_score, pred=r.pred,
                        reason=r.reason or r.format_reason, unjudged=float(bool(r.reason)))
     out.update(difficulty_tags(info))
+    # verl keeps every returned key in its rollout dump (trainer.rollout_data_dir): the id maps a rollout
+    # back to its sample for pass rates (rl/grpo/rollout_log.py); None for rows without a gradus id.
+    out["sample_id"] = None if info.get("id") is None else str(info["id"])
     return out

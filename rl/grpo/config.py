@@ -67,6 +67,7 @@ class VerlLaunch:
     save_freq: int = 50
     test_freq: int = 0  # 0: no validation during training
     resume_mode: Literal["auto", "disable"] = "auto"
+    rollout_data_dir: str = "rollouts"  # trainer.rollout_data_dir under output_dir: <step>.jsonl per step -> `gradus data pass-rates`; "" = off
     project: str = "gradus"
     experiment: str = ""  # default: the output directory's name
     # verl 0.9's v1 trainer needs the TransferQueue package (the verl-core extra), which our pinned

@@ -35,17 +35,20 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
     from rl.grpo import verl_launch
     from rl.grpo.sources import resolve_model
 
+    model_id = cfg.model_path
     if cfg.model_path.startswith("warmstart:"):  # the embedded default, built or taken from the cache
-        cfg.model_path = str(resolve_model(cfg.model_path)[0])
+        model_path, model_id = resolve_model(cfg.model_path)
+        cfg.model_path = str(model_path)
     train, val = prepare_data(cfg)
     uploaded = bool(cfg.verl.address)
     overrides = verl_launch.verl_overrides(cfg, train, val, uploaded=uploaded)
     verl_launch.validate_overrides(overrides)
     command = verl_launch.main_ppo_command(overrides)
     record = {"backend": "verl", "train_file": train, "val_file": val, "overrides": overrides, "command": command,
-              "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__, "model_id": cfg.model_path}
+              "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__, "model_id": model_id}
     out = Path(cfg.output_dir)
     (out / "verl_overrides.txt").write_text("\n".join(overrides) + "\n")
+    (out / "verl_run.json").write_text(json.dumps(record, indent=2) + "\n")  # provenance for `gradus data pass-rates`
     if dry_run:
         return record | {"launched": False}
     if cfg.verl.address:

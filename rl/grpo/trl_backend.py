@@ -9,8 +9,9 @@
 3. maps the algorithm settings onto `GRPOConfig` (`trl_args`; table in docs/grpo.md) and trains,
    resuming from the last checkpoint under `<output_dir>/checkpoints` when `trl.save_every` > 0;
 4. writes under output_dir: `model/` (HF folder: weights, config, processor, gradus_model.json),
-   `metrics.jsonl` (one line per optimizer step), `reward_curve.png`, `summary.json`, and an
-   offline wandb run (engine/tracking.py).
+   `metrics.jsonl` (one line per optimizer step), `reward_curve.png`, `summary.json`, an
+   offline wandb run (engine/tracking.py), and `rollouts/` + `pass_rates.parquet` (every rollout's
+   verdict, pass rate per sample id for the difficulty store: rl/grpo/rollout_log.py).
 
 summary.json's `reward_first` / `reward_last` are the mean training reward (TRL's `reward`: the
 batch mean of compute_score's `score`) over the first / last `reward_window` steps, with
@@ -298,6 +299,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
 
     from engine.tracking import log_summary
     from rl.grpo.data import verl_parquet
+    from rl.grpo.rollout_log import PASS_RATES, ROLLOUTS_DIR, RolloutLog, read_rollouts, refresh
     from rl.grpo.sources import repo_path, resolve_data, resolve_model
     from rl.grpo.trl_dataset import build_dataset
     from rl.grpo.trl_reward import VerlRewardFunction, load_entrypoint
@@ -331,6 +333,8 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     metrics_path = out / "metrics.jsonl"
     kept = [r for r in read_metrics(metrics_path) if r["step"] <= _checkpoint_step(resume)] if resume else []
     callback = _metrics_callback(metrics_path, cfg.trl.log_every, kept)
+    rollout_log = RolloutLog(out / ROLLOUTS_DIR, _checkpoint_step(resume) if resume else None)  # same resume rule as metrics
+    reward_fn.on_scored = rollout_log.record
     print(f"[grpo] trl backend on {device}: model {model_path}, {len(dataset)} prompts ({train_file}), "
           f"{cfg.algorithm.steps} steps x {cfg.algorithm.prompts_per_step} prompts x {cfg.algorithm.group_size} responses"
           + (f", resuming from {resume}" if resume else ""), file=sys.stderr, flush=True)
@@ -373,13 +377,16 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
                                                     "gradient_accumulation_steps", "max_steps", "learning_rate", "beta",
                                                     "epsilon", "temperature", "top_p", "max_completion_length", "loss_type")},
     }
+    summary["pass_rates"] = refresh(read_rollouts(out / ROLLOUTS_DIR), out / PASS_RATES,
+                                    {k: summary[k] for k in ("model_id", "config_hash", "seed", "gradus_version")}, stage=out.name, backend="trl")
     meta = {"model_id": model_id, "stage": "grpo", "parent": str(model_path), "backend": "trl",
             "grpo_config": to_dict(cfg), **{k: summary[k] for k in ("config_hash", "seed", "gradus_version", "steps",
                                                                              "reward_first", "reward_last")}}
     summary["output_model"] = str(_publish_model(trainer, processor, model_path, out, meta))
     curve = plot_curve(rows, out / "reward_curve.png", f"GRPO (trl) {model_id}: mean reward per step") if rows else None
     summary["files"] = {"model": summary["output_model"], "metrics": str(metrics_path),
-                        "reward_curve": str(curve) if curve else None, "summary": str(out / "summary.json")}
+                        "reward_curve": str(curve) if curve else None, "summary": str(out / "summary.json"),
+                        "pass_rates": summary["pass_rates"]["file"], "rollouts": str(out / ROLLOUTS_DIR)}
     summary["wandb_run"] = log_summary(cfg.wandb, out, "grpo", to_dict(cfg), summary, [curve] if curve else [])
     summary["wall_s"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -70,6 +70,7 @@ class VerlRewardFunction:
         self.compute_score = compute_score
         self.reward_config = reward_config
         self.takes_progress = _accepts(compute_score, "progress")  # a custom entrypoint may not take it
+        self.on_scored: Callable[..., Any] | None = None  # rl/grpo/rollout_log.py RolloutLog.record: per-rollout verdicts
 
     def score_one(self, data_source: str, solution: str, ground_truth: str, extra_info: dict | None, progress: float | None) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -81,7 +82,8 @@ class VerlRewardFunction:
         return out if isinstance(out, dict) else {"score": float(out)}
 
     def __call__(self, prompts: Sequence, completions: Sequence, data_source: Sequence[str], reward_model: Sequence[dict],
-                 extra_info: Sequence[dict | None] | None = None, trainer_state=None, log_metric=None, **_: Any) -> list[float]:
+                 extra_info: Sequence[dict | None] | None = None, trainer_state=None, log_metric=None,
+                 completion_ids: Sequence[Sequence[int]] | None = None, **_: Any) -> list[float]:
         progress = None
         if trainer_state is not None and getattr(trainer_state, "max_steps", 0):
             progress = min(1.0, trainer_state.global_step / trainer_state.max_steps)
@@ -90,6 +92,8 @@ class VerlRewardFunction:
             self.score_one(ds, completion_text(c), str((rm or {}).get("ground_truth", "")), info, progress)
             for c, ds, rm, info in zip(completions, data_source, reward_model, infos, strict=True)
         ]
+        if self.on_scored is not None:
+            self.on_scored(trainer_state, infos, results, completion_ids)
         if log_metric is not None:
             for key in ("acc", "format", "unjudged"):
                 values = [float(r[key]) for r in results if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]

@@ -94,6 +94,8 @@ def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded:
         ("trainer.logger", logger),
         ("trainer.use_v1", v.use_v1),
     ]
+    if v.rollout_data_dir:  # per-step rollout dump -> pass rates per sample (rl/grpo/rollout_log.py)
+        pairs.append(("trainer.rollout_data_dir", str(out / v.rollout_data_dir)))
     overrides = [f"{k}={_q(val)}" for k, val in pairs]
     if cfg.reward.config:  # reward_kwargs is an open dict in verl's schema: adding a key needs '+'
         overrides.append(f"+reward.custom_reward_function.reward_kwargs.reward_config={_q(str(Path(cfg.reward.config).resolve()))}")

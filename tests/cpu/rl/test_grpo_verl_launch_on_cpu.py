@@ -39,6 +39,7 @@ def test_generated_overrides_compose_and_read_back(changes):
     assert config.trainer.nnodes == cfg.verl.nnodes and config.trainer.total_training_steps == cfg.algorithm.steps
     assert config.reward.custom_reward_function.path == "rl/reward.py"  # relative to the uploaded working_dir
     assert config.actor_rollout_ref.actor.use_kl_loss == (cfg.algorithm.kl_coef > 0)
+    assert config.trainer.rollout_data_dir == str(Path(cfg.output_dir).resolve() / "rollouts")  # -> gradus data pass-rates
     kwargs = OmegaConf.select(config, "reward.custom_reward_function.reward_kwargs", default=None)
     assert (kwargs is not None and kwargs.reward_config.endswith("vtriune.yaml")) == bool(cfg.reward.config)
     assert not any(o.startswith("custom_reward_function.") for o in overrides)
