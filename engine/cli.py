@@ -214,6 +214,34 @@ def _run_grpo(cfg, args) -> dict:
     return run_grpo(cfg, dry_run=args.dry_run)
 
 
+def _sft_cls():
+    from rl.sft.config import SFTConfig
+
+    return SFTConfig
+
+
+def _run_sft(cfg, args) -> dict:
+    from rl.sft.run import run_sft_job
+
+    return run_sft_job(cfg)
+
+
+def _curriculum_cls():
+    from rl.curriculum.config import CurriculumConfig
+
+    return CurriculumConfig
+
+
+def _curriculum_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="resolve every stage (verl: export data, validate the override set) without training")
+
+
+def _run_curriculum(cfg, args) -> dict:
+    from rl.curriculum.run import run_curriculum
+
+    return run_curriculum(cfg, dry_run=args.dry_run)
+
+
 def _demo_cls():
     from engine.demo import DemoConfig
 
@@ -246,6 +274,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("mix build", "MoDoMoDo domain mixture: weights + concat/interleave strategy + budget, optional easy->hard curriculum order", _mix_cls, "mix/default.yaml", _run_mix),
         Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty", _mix_search_cls, "mix/search.yaml", _run_mix_search),
         Recipe("train grpo", "GRPO: verl on a cluster (ray job submit; validated override set) or TRL on this machine", _grpo_cls, "grpo/tiny_trl.yaml", _run_grpo, _grpo_args),
+        Recipe("train sft", "SFT on Ray Train (CPU workers: DDP over gloo; GPU workers: DDP or DeepSpeed ZeRO); warmstart: references for model and data",
+               _sft_cls, "sft/tiny.yaml", _run_sft),
+        Recipe("train curriculum", "SFT / GRPO stages as one resumable job, each from the previous stage's final model (per-stage data, overrides, stop criteria)",
+               _curriculum_cls, "curriculum/tiny_sft_grpo.yaml", _run_curriculum, _curriculum_args),
         Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
     ]
 }

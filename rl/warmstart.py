@@ -22,7 +22,7 @@ from engine.model.chat import format_response
 from engine.model.tiny import TinyModelConfig, build_tiny_model
 from engine.synth.config import SynthConfig
 from engine.synth.corpus import GENERATOR_VERSION
-from rl.sft.config import SFTConfig
+from rl.sft.config import LATER_FIELDS, SFTConfig
 
 
 @dataclass
@@ -115,11 +115,22 @@ def build_initial_model(cfg: WarmstartConfig, out_dir: str | Path) -> Path:
     return build_tiny_model(cfg.model, _corpus_texts(corpus, cfg.sft.response_template), out)
 
 
+def cache_key(cfg: WarmstartConfig) -> str:
+    """The warm-start's identity: its config without `cache_dir` (where it is cached is not what it is);
+    SFT fields added later count only when set away from their defaults (rl/sft/config.py LATER_FIELDS)."""
+    data = to_dict(dataclasses.replace(cfg, cache_dir=""))
+    default = to_dict(SFTConfig())
+    for name in LATER_FIELDS:
+        if data["sft"][name] == default[name]:
+            del data["sft"][name]
+    return config_hash(data)
+
+
 def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     """The warm-started model folder for `cfg`, building whatever is not cached yet."""
     cfg.validate()
     root = cache_root(cfg.cache_dir)
-    key = config_hash(dataclasses.replace(cfg, cache_dir=""))  # where it is cached is not what it is
+    key = cache_key(cfg)
     final = root / "models" / f"warmstart-{key}-g{GENERATOR_VERSION}"
     if (final / "warmstart.json").exists() and not force:
         return final
@@ -135,7 +146,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     t2 = time.time()
     from rl.sft.ray_train import run_sft
 
-    sft_cfg = SFTConfig(**{**to_dict(cfg.sft), "model_path": str(init_dir), "train_data": str(corpus / "train"), "output_dir": str(final)})
+    sft_cfg = dataclasses.replace(cfg.sft, model_path=str(init_dir), train_data=str(corpus / "train"), output_dir=str(final))
     meta = {"model_id": cfg.model.model_id, "warmstart_config_hash": key, "corpus": str(corpus)}
     sft_summary = run_sft(sft_cfg, parent_meta=meta)
     timings["sft_s"] = time.time() - t2

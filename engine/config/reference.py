@@ -69,13 +69,15 @@ def render() -> str:
         out += [f"## `gradus {recipe.name}` ({cls.__name__})", "", recipe.help + f". Default file: `configs/{recipe.default_config}`.", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]
     from engine.shaping.select import ArmSpec, SelectionSpec
+    from rl.curriculum.config import StageConfig
     from engine.shaping.store import ScoreSource
     from engine.verifiers import RewardConfig
 
     sections = [("reward", RewardConfig, "configs/reward/*.yaml", "Composite rewards (rl/reward.py `reward_config`, engine.verifiers.compute_reward)"),
                 ("selections.<name>", SelectionSpec, "configs/select/*.yaml", "One named selection of `gradus select`"),
                 ("arms.<name>", ArmSpec, "configs/select/*.yaml", "One training arm of `gradus select` (GRPO-only or SFT+GRPO)"),
-                ("sources.<namespace>", ScoreSource, "configs/store/*.yaml", "One scoring run joined by `gradus store build`")]
+                ("sources.<namespace>", ScoreSource, "configs/store/*.yaml", "One scoring run joined by `gradus store build`"),
+                ("stages[i]", StageConfig, "configs/curriculum/*.yaml", "One stage of `gradus train curriculum` (docs/training_stages.md)")]
     for name, cls, files, help_text in sections:
         out += [f"## `{name}` ({cls.__name__})", "", f"{help_text}. Files: `{files}`.", ""]
         out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *section_rows(cls), ""]

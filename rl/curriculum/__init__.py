@@ -1,0 +1,1 @@
+"""Curriculum stages as one job (`gradus train curriculum`): SFT / GRPO stages chained by checkpoint."""

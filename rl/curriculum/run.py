@@ -1,0 +1,357 @@
+"""`gradus train curriculum`: SFT / GRPO stages as one job, each from the previous stage's final model.
+
+Stage i runs in `<output_dir>/stages/<i:02d>-<name>/` with its own recipe config (configs/sft/*.yaml
+or configs/grpo/*.yaml + the stage's overrides), its own data and stop criterion; the curriculum
+sets the recipe's `model_path` (stage 0: `model_path`, then the previous stage's `model/`),
+`output_dir` (the stage folder) and `seed`. Every stage leaves its final HF folder in
+`<stage>/model/` (published atomically by the recipe: written as `model.partial`, then renamed).
+
+Resume at stage granularity: `<output_dir>/curriculum.json` records every finished stage with a
+hash of its resolved recipe config, stop criterion, data (spec + file stats of its source) and
+input model (file stats). A rerun of the same command skips each stage whose record still matches
+and whose model folder is there, and runs from the first stage that changed or never finished; all
+later stages run again (their input model changed). A stage is recorded only after its model is
+published, so a kill mid-stage never looks finished. A stage folder left by a different config is
+cleared before the stage runs; one left by the same config is kept (TRL resumes from its
+`checkpoints/` when `trl.save_every` > 0; verl with `resume_mode: auto`).
+
+Backends: SFT through Ray Train (rl/sft/run.py), GRPO through TRL in this process
+(rl/grpo/trl_backend.py, with the stop criterion as a TrainerCallback) or verl: `main_ppo` as a
+blocking child process, then verl's model merger to `model/` (no polling, no kill). A curriculum
+with verl stages runs where verl can start (a GPU machine, or a job submitted with
+`gradus submit "train curriculum"`): a stage with `verl.address` is refused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine import __version__
+from engine.config import ConfigError, apply_override, config_hash, from_dict, to_dict
+from rl.curriculum.config import CurriculumConfig, StageConfig, recipe_file
+from rl.curriculum.data import data_fingerprint, fingerprint, resolve_stage_data
+
+STATE_FILE = "curriculum.json"
+STAGES_DIR = "stages"
+MODEL_DIR = "model"
+STAGE_MARKER = "stage.json"  # written when a stage starts: the hash it runs for
+PLANNED_MODEL = "<the previous stage's model>"
+PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json", "chat_template.json",
+                   "chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+
+
+def stage_dir(out: Path, index: int, name: str) -> Path:
+    return out / STAGES_DIR / f"{index:02d}-{name}"
+
+
+def _set(data: dict, dotted: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part!r} is not a section")
+    node[last] = value
+
+
+def _recipe_cls(kind: str) -> type:
+    if kind == "sft":
+        from rl.sft.config import SFTConfig
+
+        return SFTConfig
+    from rl.grpo.config import GrpoJobConfig
+
+    return GrpoJobConfig
+
+
+def build_stage_config(cfg: CurriculumConfig, index: int, stage: StageConfig, model_path: str | Path, out: Path):
+    """The stage's recipe config: its YAML, the curriculum's seed, the stage overrides, then what the
+    curriculum sets (model, folder, data, max_steps, stop, wandb). Errors name the stage."""
+    where = f"curriculum stage {stage.name!r} ({stage.kind}, {stage.config})"
+    file = recipe_file(stage.config)
+    raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: top level must be a mapping")
+    raw["seed"] = cfg.seed
+    try:
+        for item in stage.overrides:
+            apply_override(raw, item)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    raw["model_path"] = str(model_path)
+    raw["output_dir"] = str(stage_dir(out, index, stage.name))
+    if stage.kind == "sft":
+        if stage.data:
+            raw["train_data"] = stage.data
+        if stage.stop.max_steps:
+            raw["max_steps"] = stage.stop.max_steps
+        if stage.stop.loss_at_most:
+            raw["stop_loss_at_most"], raw["stop_window"] = stage.stop.loss_at_most, stage.stop.window
+    else:
+        if stage.data:
+            _set(raw, "data.train", stage.data)
+        if stage.stop.max_steps:
+            _set(raw, "algorithm.steps", stage.stop.max_steps)
+        run_name = f"{cfg.wandb.run_name or out.name}-{index:02d}-{stage.name}"
+        raw["wandb"] = {"mode": cfg.wandb.mode, "project": cfg.wandb.project, "run_name": run_name}
+    try:
+        recipe = from_dict(_recipe_cls(stage.kind), raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if stage.kind == "grpo":
+        if recipe.backend == "verl":
+            if stage.stop.reward_at_least:
+                raise ConfigError(f"{where}: stop.reward_at_least needs the trl backend (verl runs to algorithm.steps; use stop.max_steps)")
+            if recipe.verl.address:
+                raise ConfigError(f"{where}: verl.address is set; in a curriculum verl runs inside the job: submit the whole "
+                                  "curriculum (gradus submit 'train curriculum' ...) and set verl.address= in the stage overrides")
+            if recipe.verl.save_freq <= 0:
+                raise ConfigError(f"{where}: verl.save_freq must be > 0 (the last step's checkpoint is merged into the stage's model)")
+        else:
+            from rl.grpo.trl_backend import validate_trl
+
+            try:
+                validate_trl(recipe)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+    return recipe
+
+
+def _data_spec(recipe) -> str:
+    return recipe.train_data if hasattr(recipe, "train_data") else recipe.data.train
+
+
+def _set_data(recipe, spec: str) -> None:
+    if hasattr(recipe, "train_data"):
+        recipe.train_data = spec
+    else:
+        recipe.data.train = spec
+
+
+def stage_hash(stage: StageConfig, recipe, input_model: str | Path) -> str:
+    """Identity of a stage run: resolved recipe config (less wandb), stop criterion, data, input model."""
+    resolved = to_dict(recipe)
+    resolved.pop("wandb", None)
+    payload = {"kind": stage.kind, "recipe": resolved, "stop": to_dict(stage.stop), "input_model": fingerprint(input_model),
+               "data": data_fingerprint(_data_spec(recipe))}
+    if stage.kind == "grpo" and recipe.data.val:
+        payload["val"] = data_fingerprint(recipe.data.val)
+    return config_hash(payload)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def load_state(out: Path) -> dict:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return {"stages": {}}
+    state = json.loads(path.read_text())
+    state.setdefault("stages", {})
+    return state
+
+
+def _not_stopped(steps: Any) -> dict:
+    return {"stopped_early": False, "reason": "", "step": steps}
+
+
+def _run_sft_stage(recipe) -> dict:
+    from rl.sft.run import run_sft_job
+
+    summary = run_sft_job(recipe)
+    summary.setdefault("stop", _not_stopped(summary.get("steps")))
+    return summary
+
+
+def _run_trl_stage(stage: StageConfig, recipe) -> dict:
+    from rl.curriculum.stops import reward_stop_callback
+    from rl.grpo.trl_backend import run_trl_grpo
+
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grpo_config.json").write_text(json.dumps(to_dict(recipe), indent=2))
+    callbacks = [reward_stop_callback(stage.stop.reward_at_least, stage.stop.window)] if stage.stop.reward_at_least else []
+    summary = run_trl_grpo(recipe, callbacks=callbacks)
+    summary["stop"] = dict(callbacks[0].result) if callbacks else _not_stopped(summary.get("steps"))
+    return summary
+
+
+def verl_plan(recipe) -> dict:
+    """Data exported, the override set validated against verl's own config, the main_ppo and merge commands."""
+    from rl.grpo import verl_launch
+    from rl.grpo.run import prepare_data
+
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train, val = prepare_data(recipe)
+    # inside a submitted job, main_ppo's ray.init inherits the job's runtime_env (its working_dir):
+    # the reward entrypoint is then found relative to the uploaded code on every node
+    uploaded = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    overrides = verl_launch.verl_overrides(recipe, train, val, uploaded=uploaded)
+    verl_launch.validate_overrides(overrides)
+    (out / "verl_overrides.txt").write_text("\n".join(overrides) + "\n")
+    checkpoint = out / "checkpoints" / f"global_step_{recipe.algorithm.steps}" / "actor"
+    return {"train_file": train, "val_file": val, "overrides": overrides,
+            "command": verl_launch.main_ppo_command(overrides, python=sys.executable),
+            "merge_command": verl_launch.merge_command(checkpoint, out / (MODEL_DIR + ".partial"))}
+
+
+def _run_verl_stage(recipe, input_model: Path, meta: dict) -> dict:
+    """verl to completion (blocking child process), then its FSDP checkpoint merged into <stage>/model."""
+    import torch
+
+    from rl.grpo import verl_launch
+
+    started = time.time()
+    plan = verl_plan(recipe)
+    if not torch.cuda.is_available() and not os.environ.get("RAY_ADDRESS"):
+        raise ConfigError("verl trains on GPUs: run the curriculum on a GPU machine or submit it as one job "
+                          "(gradus submit 'train curriculum' --config ...); use --dry-run to check the stages here")
+    out = Path(recipe.output_dir)
+    subprocess.run(plan["command"], check=True, cwd=verl_launch.REPO_ROOT)
+    checkpoint = verl_launch.latest_actor_checkpoint(out)
+    if checkpoint is None:
+        raise RuntimeError(f"verl finished without an actor checkpoint under {out / 'checkpoints'}")
+    final, tmp = out / MODEL_DIR, out / (MODEL_DIR + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(verl_launch.merge_command(checkpoint, tmp), check=True)
+    for name in PROCESSOR_FILES:  # the merger writes the tokenizer; the image processor comes from the input model
+        if (input_model / name).is_file() and not (tmp / name).exists():
+            shutil.copy2(input_model / name, tmp / name)
+    summary = {"job": "train grpo", "backend": "verl", "steps": recipe.algorithm.steps, "checkpoint": str(checkpoint),
+               "overrides": plan["overrides"], "train_file": plan["train_file"], "config_hash": config_hash(recipe),
+               "seed": recipe.seed, "gradus_version": __version__, "stop": _not_stopped(recipe.algorithm.steps)}
+    (tmp / "gradus_model.json").write_text(json.dumps({**meta, "stage": "grpo", "backend": "verl", "parent": str(input_model),
+                                                       "grpo_config": to_dict(recipe), "config_hash": summary["config_hash"],
+                                                       "seed": recipe.seed, "gradus_version": __version__, "steps": summary["steps"]}, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    summary["output_model"] = str(final)
+    summary["wall_s"] = round(time.time() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _annotate(model: Path, info: dict) -> None:
+    """Add the curriculum's record to the stage model's gradus_model.json (before the stage is recorded)."""
+    meta_file = model / "gradus_model.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    _write_json(meta_file, {**meta, "curriculum": info})
+
+
+def _start_model(spec: str, dry_run: bool) -> tuple[Path, str]:
+    from rl.grpo.sources import WARMSTART, repo_path, resolve_model
+
+    if dry_run and not spec.startswith(WARMSTART) and not (repo_path(spec) / "config.json").is_file():
+        return repo_path(spec), spec  # a cluster path that does not exist here: planned as given
+    return resolve_model(spec)
+
+
+def plan_curriculum(cfg: CurriculumConfig) -> dict:
+    """--dry-run: every stage's resolved config (verl: exported data, validated override set, the
+    main_ppo and merge commands), each from the previous stage's planned model folder. Trains nothing."""
+    cfg.validate()
+    cfg.require_paths()
+    out = Path(cfg.output_dir).expanduser().resolve()
+    model, model_id = _start_model(cfg.model_path, dry_run=True)
+    stages = []
+    for index, stage in enumerate(cfg.stages):
+        recipe = build_stage_config(cfg, index, stage, model, out)
+        _set_data(recipe, resolve_stage_data(_data_spec(recipe), out, cfg.seed))
+        sdir = stage_dir(out, index, stage.name)
+        entry = {"index": index, "name": stage.name, "kind": stage.kind, "stage_dir": str(sdir), "input_model": str(model),
+                 "output_model": str(sdir / MODEL_DIR), "config": to_dict(recipe), "stop": to_dict(stage.stop)}
+        if stage.kind == "grpo":
+            entry["backend"] = recipe.backend
+            if recipe.backend == "verl":
+                entry["verl"] = verl_plan(recipe)
+        stages.append(entry)
+        model = sdir / MODEL_DIR
+    return {"dry_run": True, "stages": stages, "final_model": str(model), "model_id": model_id, "config_hash": config_hash(cfg),
+            "seed": cfg.seed, "gradus_version": __version__}
+
+
+def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
+    """Run (or resume) the stages in order; returns {stages: [...], final_model, wall_s, provenance}."""
+    if dry_run:
+        return plan_curriculum(cfg)
+    cfg.validate()
+    cfg.require_paths()
+    started = time.time()
+    out = Path(cfg.output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # Every stage's config is built before anything trains: a typo in the last stage fails now.
+    for index, stage in enumerate(cfg.stages):
+        build_stage_config(cfg, index, stage, PLANNED_MODEL, out)
+    model, model_id = _start_model(cfg.model_path, dry_run=False)
+    state = load_state(out)
+    previous = state["stages"]
+    state = {"config_hash": config_hash(cfg), "model_path": cfg.model_path, "seed": cfg.seed, "gradus_version": __version__,
+             "stages": {}}
+    results, rerun = [], False
+    for index, stage in enumerate(cfg.stages):
+        sdir = stage_dir(out, index, stage.name)
+        recipe = build_stage_config(cfg, index, stage, model, out)
+        _set_data(recipe, resolve_stage_data(_data_spec(recipe), out, cfg.seed))
+        digest = stage_hash(stage, recipe, model)
+        final = sdir / MODEL_DIR
+        record = previous.get(sdir.name)
+        if not rerun and record and record.get("hash") == digest and (final / "gradus_model.json").is_file():
+            print(f"[curriculum] stage {index} {stage.name}: finished earlier with the same config and input, skipped",
+                  file=sys.stderr, flush=True)
+            state["stages"][sdir.name] = record
+            _write_json(out / STATE_FILE, state)
+            results.append({**record, "skipped": True})
+            model = final
+            continue
+        rerun = True  # this stage and every later one run
+        _write_json(out / STATE_FILE, state)  # records of this and later stages are gone until they finish again
+        marker = sdir / STAGE_MARKER
+        if sdir.exists() and (not marker.is_file() or json.loads(marker.read_text()).get("hash") != digest):
+            shutil.rmtree(sdir)  # left by another config: nothing in it may be resumed
+        sdir.mkdir(parents=True, exist_ok=True)
+        _write_json(marker, {"hash": digest, "name": stage.name, "index": index, "input_model": str(model)})
+        print(f"[curriculum] stage {index} {stage.name} ({stage.kind}"
+              + (f", {recipe.backend}" if stage.kind == "grpo" else "") + f") from {model}", file=sys.stderr, flush=True)
+        stage_started = time.time()
+        if stage.kind == "sft":
+            summary = _run_sft_stage(recipe)
+        elif recipe.backend == "trl":
+            summary = _run_trl_stage(stage, recipe)
+        else:
+            summary = _run_verl_stage(recipe, Path(model), {"model_id": model_id})
+        if not (final / "gradus_model.json").is_file():
+            raise RuntimeError(f"curriculum stage {stage.name}: no model at {final} after the stage finished")
+        info = {"output_dir": str(out), "index": index, "stage": stage.name, "kind": stage.kind, "stage_hash": digest,
+                "curriculum_config_hash": state["config_hash"]}
+        _annotate(final, info)
+        record = {"index": index, "name": stage.name, "kind": stage.kind, "hash": digest, "stage_dir": str(sdir),
+                  "input_model": str(model), "output_model": str(final), "stop": summary.get("stop"),
+                  "wall_s": round(time.time() - stage_started, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "summary": summary}
+        record = json.loads(json.dumps(record, default=str))  # what the state file holds, also for this run's caller
+        state["stages"][sdir.name] = record
+        _write_json(out / STATE_FILE, state)
+        results.append({**record, "skipped": False})
+        model = final
+
+    result = {"job": "train curriculum", "stages": results, "final_model": str(model), "model_id": model_id,
+              "stages_run": sum(not r["skipped"] for r in results), "stages_skipped": sum(r["skipped"] for r in results),
+              "wall_s": round(time.time() - started, 1), "config_hash": state["config_hash"], "seed": cfg.seed,
+              "gradus_version": __version__, "state_file": str(out / STATE_FILE)}
+    from engine.tracking import log_summary
+
+    result["wandb_run"] = log_summary(cfg.wandb, out, "curriculum", to_dict(cfg), result)
+    _write_json(out / "summary.json", result)
+    return result
