@@ -26,7 +26,8 @@ $(STAMP): requirements/cpu.lock.txt setup.py
 	$(PY) -m pip install -q --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; } ; \
 	$(PY) -m engine.env.install_hooks && \
 	$(PY) -c "import torchvision, vllm, verl, ray, transformers, deepspeed, trl" && \
-	echo "environment ready in $$(( $$(date +%s) - start ))s" && touch $(STAMP)
+	echo $$(( $$(date +%s) - start )) > $(VENV)/.gradus-install-s && \
+	echo "environment ready in $$(cat $(VENV)/.gradus-install-s)s" && touch $(STAMP)
 
 demo: env
 	$(VENV)/bin/gradus demo
@@ -47,6 +48,7 @@ bench: env
 	$(PY) benchmarks/grpo_tiny.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/warmstart.py
+	$(PY) benchmarks/demo.py
 
 clean:
 	rm -rf $(VENV) outputs

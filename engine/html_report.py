@@ -41,10 +41,12 @@ def write_html_report(
     tables: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     images: Sequence[Path] = (),
     raw: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write `path` (an .html file): headline key/values, titled tables, inlined PNGs, the raw JSON."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>", _table([{"metric": k, "value": v} for k, v in headline.items()])]
+    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
     for name, rows in (tables or {}).items():
         parts += [f"<h2>{html.escape(name)}</h2>", _table(rows)]
     for img in images:

@@ -1,0 +1,207 @@
+"""The main job: corpus -> PISM + CMAB -> difficulty store -> selections -> training arms -> eval -> report.
+
+Each stage is the stage's own recipe (its YAML + overrides from the demo config) run in this
+process; the demo only wires paths between them. A ledger (`<out_dir>/stages.json`) records each
+finished stage with a hash of its resolved config and of the stages it read from, so rerunning
+the same command after a kill skips what is done and redoes only what changed or never finished
+(PISM, CMAB and eval also resume inside a stage; training arms resume per curriculum stage).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import __version__
+from engine.config import config_hash, load_config, to_dict
+from engine.demo.config import DemoConfig
+
+LEDGER = "stages.json"
+
+
+class Ledger:
+    """Finished stages of one demo directory: name -> {hash, result}."""
+
+    def __init__(self, out: Path):
+        self.path = out / LEDGER
+        self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def run(self, name: str, key: Any, fn: Callable[[], dict]) -> dict:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        done = self.entries.get(name)
+        if done and done["hash"] == digest:
+            print(f"[demo] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
+            return done["result"]
+        print(f"[demo] {name} ...", file=sys.stderr, flush=True)
+        started = time.time()
+        result = fn()
+        self.entries[name] = {"hash": digest, "result": result, "wall_s": round(time.time() - started, 1)}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries, indent=2, default=str))
+        tmp.replace(self.path)  # a kill mid-write leaves the previous ledger, never a torn one
+        return result
+
+    def wall(self, name: str) -> float:
+        return self.entries.get(name, {}).get("wall_s", 0.0)
+
+
+def _recipe(cls, recipe, overrides: list[str]):
+    from rl.grpo.sources import repo_path
+
+    return load_config(cls, repo_path(recipe.config), [*overrides, *recipe.overrides])
+
+
+def _keep(summary: dict, keys: tuple[str, ...]) -> dict:
+    return {k: summary[k] for k in keys if k in summary}
+
+
+def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, model_path: Path, model_id: str, out: Path) -> tuple[dict, dict]:
+    from pipelines.cmab import CmabJobConfig, run_cmab
+    from pipelines.pism import PismJobConfig, run_pism
+
+    pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
+    pism = ledger.run("pism", to_dict(pism_cfg), lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
+        "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")))
+    cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",
+                                                 f"responses.pism_scores={out / 'pism' / 'scores.parquet'}",
+                                                 f"heatmaps.per_task={cfg.heatmaps_per_task}"])
+    cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"]], lambda: _keep(run_cmab(cmab_cfg, model_id=model_id), (
+        "rows", "scored", "unsolved", "buckets", "rho_bar_per_task", "response_sources", "generations", "heatmaps", "plots",
+        "config_hash", "report", "wall_s")))
+    return pism, cmab
+
+
+def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, out: Path, upstream: list) -> tuple[dict, dict]:
+    from engine.shaping.select_job import SelectJobConfig, run_select
+    from engine.shaping.store_job import StoreConfig, run_store
+
+    store_cfg = _recipe(StoreConfig, cfg.store, [f"samples={pool}", f"output={out / 'store'}",
+                                                 f"sources.pism.path={out / 'pism'}", f"sources.cmab.path={out / 'cmab'}"])
+
+    def build_store() -> dict:
+        import shutil
+
+        shutil.rmtree(out / "store", ignore_errors=True)  # a rebuild from changed scores, not a merge into stale ones
+        return run_store(store_cfg)
+
+    store = ledger.run("store", [to_dict(store_cfg), upstream], build_store)
+    select_cfg = _recipe(SelectJobConfig, cfg.select, [f"store={out / 'store'}", f"output={out / 'select'}"])
+    select = ledger.run("select", [to_dict(select_cfg), store["config_hash"]], lambda: run_select(select_cfg))
+    missing = [a.select_arm for a in cfg.arms.values() if a.select_arm not in select["arms"]]
+    if missing:
+        from engine.config import ConfigError
+
+        raise ConfigError(f"demo.arms name selection arms {missing} that {cfg.select.config} does not define; it has {sorted(select['arms'])}")
+    return store, select
+
+
+def arm_curriculum(cfg: DemoConfig, label: str, seed: int, select: dict, model_path: Path, out: Path):
+    """The arm as a curriculum: [SFT on its sft set ->] GRPO on its grpo set, from the start model."""
+    from rl.curriculum.config import CurriculumConfig, StageConfig
+
+    sets = select["arms"][cfg.arms[label].select_arm]
+    stages = []
+    for role in ("sft", "grpo"):
+        if role in sets:
+            recipe = getattr(cfg, role)
+            stages.append(StageConfig(name=role, kind=role, config=recipe.config, overrides=list(recipe.overrides),
+                                      data=str(out / "select" / sets[role]["path"])))
+    return CurriculumConfig(model_path=str(model_path), output_dir=str(out / "train" / f"{label}-s{seed}"), seed=seed, stages=stages)
+
+
+def untrainable(cfg: DemoConfig, select: dict) -> dict[str, str]:
+    """Arms whose GRPO set is too small for one GRPO step (label -> reason): reported, not crashed on."""
+    from rl.grpo.config import GrpoJobConfig
+
+    grpo = _recipe(GrpoJobConfig, cfg.grpo, [])
+    need = grpo.algorithm.prompts_per_step
+    reasons = {}
+    for label, arm in cfg.arms.items():
+        for role, s in select["arms"][arm.select_arm].items():
+            if s["count"] < (need if role == "grpo" else 1):
+                reasons[label] = f"{role} set {s['selection']} has {s['count']} samples (< {need if role == 'grpo' else 1})"
+    return reasons
+
+
+def train_arms(cfg: DemoConfig, ledger: Ledger, select: dict, model_path: Path, out: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    from rl.curriculum.run import run_curriculum
+
+    runs, skipped = {}, untrainable(cfg, select)
+    for label, reason in skipped.items():
+        print(f"[demo] arm {label} not trained: {reason}", file=sys.stderr, flush=True)
+    for seed in cfg.seeds:
+        for label in cfg.arms:
+            if label in skipped:
+                continue
+            cur = arm_curriculum(cfg, label, seed, select, model_path, out)
+            name = f"{label}-s{seed}"
+            runs[name] = ledger.run(f"train/{name}", [to_dict(cur), select["config_hash"]], lambda cur=cur: _train_record(run_curriculum(cur)))
+    return runs, skipped
+
+
+def _train_record(result: dict) -> dict:
+    stages = []
+    for st in result["stages"]:
+        s = st.get("summary") or {}
+        stages.append({"name": st["name"], "kind": st["kind"], "output_model": st["output_model"],
+                       **_keep(s, ("steps", "reward_first", "reward_last", "train_rows", "loss_curve", "wall_s")),
+                       "metrics": (s.get("files") or {}).get("metrics")})
+    return {"final_model": result["final_model"], "stages": stages, "wall_s": result.get("wall_s")}
+
+
+def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, runs: dict[str, dict], out: Path) -> dict:
+    from pipelines.evaluate import EvalJobConfig, run_eval
+
+    models = {"base": str(model_path), **{name: r["final_model"] for name, r in runs.items()}}
+    ev_cfg = _recipe(EvalJobConfig, cfg.eval, [f"input={heldout}", f"output={out / 'eval'}", f"limit={cfg.heldout_limit}", "baseline=base"])
+    ev_cfg.models = models  # labels name directories; set here, not through dotted overrides
+    ev_cfg.require_paths()
+    return ledger.run("eval", [to_dict(ev_cfg), {n: r["final_model"] for n, r in runs.items()}], lambda: _keep(run_eval(ev_cfg), (
+        "models", "deltas", "n", "k", "temperature", "backend", "seed", "items", "plots", "report", "accuracy_definition", "wall_s")))
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    from engine.demo.report import write_report
+    from rl.grpo.sources import resolve_data, resolve_model
+
+    cfg.validate()
+    started = time.time()
+    out = Path(cfg.out_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(out)
+    model_path, model_id = resolve_model(cfg.model)
+    pool = resolve_data(cfg.pool, out / "inputs", "pool")
+    heldout = resolve_data(cfg.heldout, out / "inputs", "heldout")
+
+    pism, cmab = score_pool(cfg, ledger, pool, model_path, model_id, out)
+    store, select = shape(cfg, ledger, pool, out, [pism["config_hash"], cmab["config_hash"]])
+    runs, skipped = train_arms(cfg, ledger, select, model_path, out)
+    ev = evaluate(cfg, ledger, heldout, model_path, runs, out)
+
+    summary: dict[str, Any] = {
+        "job": "demo",
+        "gradus_version": __version__,
+        "config_hash": config_hash(cfg),
+        "seeds": cfg.seeds,
+        "model_id": model_id,
+        "model_path": str(model_path),
+        "pool": str(pool),
+        "heldout": str(heldout),
+        "pism": pism,
+        "cmab": cmab,
+        "store": _keep(store, ("rows", "partition_by", "config_hash")),
+        "select": {"selections": {n: s["count"] for n, s in select["selections"].items()},
+                   "arms": {label: {role: s["count"] for role, s in select["arms"][a.select_arm].items()} for label, a in cfg.arms.items()},
+                   "config_hash": select["config_hash"]},
+        "train": runs,
+        "arms_not_trained": skipped,
+        "eval": ev,
+        "stage_wall_s": {name: e.get("wall_s") for name, e in ledger.entries.items()},
+    }
+    summary.update(write_report(cfg, summary, out))
+    summary["wall_s"] = round(time.time() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
