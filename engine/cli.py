@@ -272,7 +272,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("store build", "join PISM/CMAB/pass-rate scores onto canonical samples: hive-partitioned difficulty store, provenance per run", _store_cls, "store/default.yaml", _run_store),
         Recipe("select", "named selections and GRPO-only / SFT+GRPO arms from a difficulty store (presets grpo_only, sft_grpo, paper_table4)", _select_cls, "select/default.yaml", _run_select),
         Recipe("mix build", "MoDoMoDo domain mixture: weights + concat/interleave strategy + budget, optional easy->hard curriculum order", _mix_cls, "mix/default.yaml", _run_mix),
-        Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty", _mix_search_cls, "mix/search.yaml", _run_mix_search),
+        Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty, the next runs to launch", _mix_search_cls, "mix/search.yaml", _run_mix_search),
         Recipe("train grpo", "GRPO: verl on a cluster (ray job submit; validated override set) or TRL on this machine", _grpo_cls, "grpo/tiny_trl.yaml", _run_grpo, _grpo_args),
         Recipe("train sft", "SFT on Ray Train (CPU workers: DDP over gloo; GPU workers: DDP or DeepSpeed ZeRO); warmstart: references for model and data",
                _sft_cls, "sft/tiny.yaml", _run_sft),

@@ -4,7 +4,8 @@ run_mix: canonical shards -> domains (by a column, or one shard folder per domai
 (engine/shaping/mixture.py) -> optional easy -> hard curriculum order -> parquet shards +
 _mixture.json (realized counts, weights, strategy, seed, config hash, gradus version).
 run_mixture_search: past runs (CSV / JSON / JSONL) -> seed designs still missing, heuristics,
-Scheffé surrogate proposal (engine/shaping/mixture_search.py) -> proposal.json.
+Scheffé surrogate proposal and the next round of runs (engine/shaping/mixture_search.py) ->
+proposal.json, next_runs.csv, next_runs.json.
 """
 from __future__ import annotations
 
@@ -26,17 +27,22 @@ from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
 from engine.shaping.mixture import MixtureError, curriculum_order, plan_mixture
 from engine.shaping.mixture_search import (
+    NextRunsConfig,
     RunRecord,
     RunsError,
     SurrogateConfig,
+    fit_surrogate,
     heuristic_proposals,
     missing_seed_designs,
     propose_mixture,
+    propose_next_runs,
     validate_runs,
 )
 
 MIX_JSON = "_mixture.json"  # leading underscore: pyarrow / pandas dataset readers of the folder skip it
 PROPOSAL_JSON = "proposal.json"
+NEXT_RUNS_CSV = "next_runs.csv"  # the proposed runs with an empty score column: fill it, append the rows to the runs file
+NEXT_RUNS_JSON = "next_runs.json"
 
 
 # ----- configs -----
@@ -111,7 +117,8 @@ class MixSearchConfig:
     design_tolerance: float = 1e-3  # a run counts as a seed design when every weight is this close to it
     alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])  # alpha blends reported
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
-    output: str = ""  # directory for proposal.json ("" = only print it)
+    next_runs: NextRunsConfig = field(default_factory=NextRunsConfig)  # the next round of runs to launch (sequential design)
+    output: str = ""  # directory for proposal.json, next_runs.csv and next_runs.json ("" = only print them)
 
     def validate(self) -> None:
         if self.sum_tolerance < 0 or self.design_tolerance < 0:
@@ -119,6 +126,8 @@ class MixSearchConfig:
         bad = [a for a in self.alphas if not 0 <= a <= 1]
         if bad:
             raise ConfigError(f"alphas must lie in [0, 1], got {bad}")
+        if self.next_runs.criterion == "bootstrap_argmax" and self.surrogate.bootstrap == 0:
+            raise ConfigError("next_runs.criterion=bootstrap_argmax needs surrogate.bootstrap > 0")
 
     def require_paths(self) -> None:
         if not self.runs:
@@ -364,16 +373,59 @@ def read_runs(cfg: MixSearchConfig) -> list[RunRecord]:
     raise ConfigError(f"runs file {path}: expected .csv, .json or .jsonl")
 
 
+def _score_slot(record: dict, dotted: str) -> None:
+    """An empty (null) score at the dotted path, for the user to fill in."""
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        record = record.setdefault(part, {})
+    record[parts[-1]] = None
+
+
+def write_next_runs(cfg: MixSearchConfig, domains: list[str], proposed: list[dict], out: Path) -> list[str]:
+    """next_runs.csv (the runs CSV's own columns when the runs file is a CSV, so filled rows can be
+    appended to it) and next_runs.json (records in the form the search reads, score null)."""
+    runs_path = Path(cfg.runs)
+    if runs_path.suffix == ".csv":
+        with runs_path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None) or []
+    else:
+        header = [cfg.name_key, *domains, cfg.score_key]
+    with (out / NEXT_RUNS_CSV).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for rec in proposed:
+            row = {cfg.name_key: rec["name"], cfg.score_key: "", **rec["weights"]}
+            writer.writerow([row.get(c, 0.0) for c in header])
+    records = []
+    for rec in proposed:
+        item = {cfg.name_key: rec["name"], cfg.weights_key: rec["weights"]}
+        _score_slot(item, cfg.score_key)
+        item.update({k: v for k, v in rec.items() if k not in ("name", "weights")})
+        records.append(item)
+    (out / NEXT_RUNS_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return [str(out / NEXT_RUNS_CSV), str(out / NEXT_RUNS_JSON)]
+
+
 def run_mixture_search(cfg: MixSearchConfig) -> dict:
     """Heuristics and the surrogate's proposal from past runs; written to output/proposal.json when output is set."""
     cfg.require_paths()
     runs = validate_runs(read_runs(cfg), cfg.domains, sum_tolerance=cfg.sum_tolerance)
+    try:
+        fit = fit_surrogate(runs, cfg.surrogate)
+        surrogate = propose_mixture(runs, cfg.surrogate, fit)
+    except RunsError as exc:
+        if not cfg.next_runs.count:
+            raise
+        fit, surrogate = None, {"skipped": str(exc)}  # too few runs: the next runs complete the design
+    design = propose_next_runs(runs, cfg.surrogate, cfg.next_runs, fit, design_tolerance=cfg.design_tolerance) if cfg.next_runs.count else {"runs": []}
     result = {
         "domains": runs.domains,
         "runs": int(len(runs.scores)),
         "missing_seed_designs": missing_seed_designs(runs, cfg.design_tolerance),
         "heuristics": heuristic_proposals(runs, cfg.alphas, cfg.design_tolerance),
-        "surrogate": propose_mixture(runs, cfg.surrogate),
+        "surrogate": surrogate,
+        "next_runs": design.pop("runs"),
+        "next_runs_design": design,
         "config_hash": config_hash({k: v for k, v in to_dict(cfg).items() if k != "output"}),
         "runs_sha256": hashlib.sha256(Path(cfg.runs).read_bytes()).hexdigest()[:16],  # the config names the file; this pins its content
         "gradus_version": __version__,
@@ -382,5 +434,7 @@ def run_mixture_search(cfg: MixSearchConfig) -> dict:
         out = Path(cfg.output)
         out.mkdir(parents=True, exist_ok=True)
         (out / PROPOSAL_JSON).write_text(json.dumps({**result, "config": to_dict(cfg)}, indent=2) + "\n", encoding="utf-8")
-        result["written"] = str(out / PROPOSAL_JSON)
+        result["written"] = [str(out / PROPOSAL_JSON)]
+        if result["next_runs"]:
+            result["written"] += write_next_runs(cfg, runs.domains, result["next_runs"], out)
     return result

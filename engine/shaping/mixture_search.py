@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -367,26 +367,35 @@ def _as_weights(domains: Sequence[str], w: np.ndarray) -> dict[str, float]:
     return {d: round(float(x), 6) for d, x in zip(domains, w)}
 
 
-def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg: SurrogateConfig) -> dict:
-    """Residual bootstrap at the chosen ridge: spread of the argmax, and of the prediction at the proposal.
+def bootstrap_models(runs: Runs, model: ScheffeModel, cfg: SurrogateConfig) -> list[ScheffeModel]:
+    """Residual-bootstrap refits at the chosen ridge (cfg.bootstrap of them, seeded by cfg.seed).
 
     The run mixtures are a design, not a random sample, so they stay fixed; each resample adds
     leverage-corrected residuals r_i / sqrt(1 - h_ii), drawn with replacement, to the fitted scores.
     """
     if cfg.bootstrap == 0:
-        return {}
+        return []
     Z, _ = _design(runs.weights)
     coef, hat = _ridge_solve(Z, runs.scores, model.ridge)
     fitted = Z @ coef
     resid = (runs.scores - fitted) / np.sqrt(np.maximum(1.0 - hat, 1e-9))
     resid -= resid.mean()
     rng = np.random.default_rng([cfg.seed, 1])
-    argmaxes, preds = [], []
+    out = []
     for _ in range(cfg.bootstrap):
         noisy = fitted + rng.choice(resid, size=len(resid), replace=True)
-        boot = fit_at_ridge(Runs(runs.domains, runs.weights, noisy, runs.names), model.ridge)
-        argmaxes.append(maximise_on_simplex(boot, cfg))
-        preds.append(float(boot.predict(proposal)[0]))
+        out.append(fit_at_ridge(Runs(runs.domains, runs.weights, noisy, runs.names), model.ridge))
+    return out
+
+
+def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg: SurrogateConfig,
+                     boots: list[ScheffeModel] | None = None, argmaxes: list[np.ndarray] | None = None) -> dict:
+    """Residual bootstrap at the chosen ridge: spread of the argmax, and of the prediction at the proposal."""
+    boots = bootstrap_models(runs, model, cfg) if boots is None else boots
+    if not boots:
+        return {}
+    argmaxes = [maximise_on_simplex(b, cfg) for b in boots] if argmaxes is None else argmaxes
+    preds = [float(b.predict(proposal)[0]) for b in boots]
     A = np.array(argmaxes)
     l1 = np.abs(A - proposal).sum(axis=1)
     return {
@@ -399,10 +408,25 @@ def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg:
     }
 
 
-def propose_mixture(runs: Runs, cfg: SurrogateConfig) -> dict:
-    """Fit, maximise, and report the proposal with its predicted score and uncertainty."""
+@dataclass
+class SurrogateFit:
+    model: ScheffeModel
+    weights: np.ndarray  # its maximiser on the simplex
+    boots: list[ScheffeModel]  # residual-bootstrap refits (empty when cfg.bootstrap = 0)
+    boot_weights: list[np.ndarray]  # their maximisers
+
+
+def fit_surrogate(runs: Runs, cfg: SurrogateConfig) -> SurrogateFit:
+    """Fit, maximise and bootstrap once; the proposal and the next-run design both read it."""
     model = fit_scheffe(runs, cfg)
-    w = maximise_on_simplex(model, cfg)
+    boots = bootstrap_models(runs, model, cfg)
+    return SurrogateFit(model, maximise_on_simplex(model, cfg), boots, [maximise_on_simplex(b, cfg) for b in boots])
+
+
+def propose_mixture(runs: Runs, cfg: SurrogateConfig, fit: SurrogateFit | None = None) -> dict:
+    """Fit, maximise, and report the proposal with its predicted score and uncertainty."""
+    fit = fit or fit_surrogate(runs, cfg)
+    model, w = fit.model, fit.weights
     predicted = float(model.predict(w)[0])
     best = int(np.argmax(runs.scores))
     return {
@@ -411,7 +435,7 @@ def propose_mixture(runs: Runs, cfg: SurrogateConfig) -> dict:
         "uncertainty": {
             "loo_rmse": _finite(model.loo_rmse),
             "loo_r2": _finite(model.loo_r2),
-            **bootstrap_spread(runs, model, w, cfg),
+            **bootstrap_spread(runs, model, w, cfg, fit.boots, fit.boot_weights),
         },
         "model": {
             "terms": term_count(len(runs.domains)),
@@ -448,3 +472,178 @@ def missing_seed_designs(runs: Runs, tolerance: float) -> dict[str, dict[str, fl
     seen = design_scores(runs, tolerance)
     return {k: _as_weights(runs.domains, w) for k, w in seed_designs(runs.domains).items() if k not in seen}
 
+
+
+# ----- the next runs: sequential design -----
+#
+# One-shot designs waste runs: with noise, the maximiser is only as well located as the gradient
+# of the surrogate at it is estimated, and that depends on where the runs are (Dirichlet(1) random
+# mixtures crowd the centre and say little about the pairwise terms). So after each round the
+# search proposes the runs that most shrink the expected squared error of the maximiser
+# (L-optimal design for the argmax, delta method), averaged over the bootstrap refits
+# (pseudo-Bayesian: a refit whose maximiser sits on another face still counts).
+
+@dataclass
+class NextRunsConfig:
+    count: int = 5  # mixtures proposed for the next round (0 = none); score them, append to the runs file, search again
+    criterion: Literal["argmax", "d_optimal", "bootstrap_argmax"] = "argmax"  # argmax: runs that best locate the maximiser; d_optimal: best overall fit; bootstrap_argmax: maxima of bootstrap refits
+    include_proposal: bool = False  # make the first proposed run the surrogate's maximum (checks its prediction; locates it less well)
+    candidates: int = 2000  # candidate mixtures searched: a simplex lattice (vertices, midpoints, ...) plus Dirichlet(1) points
+    seed: int = 0  # the random candidates
+
+    def validate(self) -> None:
+        if self.count < 0:
+            raise ConfigError(f"next_runs.count must be >= 0, got {self.count}")
+        if self.candidates < 1:
+            raise ConfigError(f"next_runs.candidates must be >= 1, got {self.candidates}")
+
+
+def simplex_lattice(n: int, m: int) -> np.ndarray:
+    """Every mixture with weights in {0, 1/m, ..., 1} (the {n, m} simplex lattice), stars and bars."""
+    rows = []
+    for bars in itertools.combinations(range(m + n - 1), n - 1):
+        edges = (-1,) + bars + (m + n - 1,)
+        rows.append([edges[k + 1] - edges[k] - 1 for k in range(n)])
+    return np.array(rows, dtype=float) / m
+
+
+def candidate_mixtures(domains: Sequence[str], count: int, seed: int) -> np.ndarray:
+    """The seed designs, the finest simplex lattice with at most half of `count` points (at least
+    vertices + edge midpoints: the D-optimal support of a Scheffé quadratic) and Dirichlet(1) points."""
+    n = len(domains)
+    m = 2
+    while n > 1 and math.comb(m + n, n - 1) <= count // 2:
+        m += 1
+    parts = [np.array(list(seed_designs(domains).values())), simplex_lattice(n, m) if n > 1 else np.ones((1, 1))]
+    extra = count - sum(len(p) for p in parts)
+    if extra > 0:
+        parts.append(np.random.default_rng([seed, 2]).dirichlet(np.ones(n), size=extra))
+    return np.unique(np.round(np.vstack(parts), 12), axis=0)
+
+
+def argmax_jacobian(model: ScheffeModel, w: np.ndarray) -> np.ndarray:
+    """d(maximiser) / d(coefficients) at `w`, holding its face fixed (implicit differentiation of the KKT system).
+
+    Coefficients in `scheffe_features` order: b_1..b_n, then b_ij for i < j. Zero at a vertex.
+    """
+    n = len(w)
+    s = np.flatnonzero(w > 1e-9)
+    k = len(s)
+    J = np.zeros((n, term_count(n)))
+    if k < 2:
+        return J
+    M = _sym(model)
+    K = np.zeros((k + 1, k + 1))
+    K[:k, :k] = 2.0 * M[np.ix_(s, s)]
+    K[:k, k] = -1.0
+    K[k, :k] = 1.0
+    try:
+        Kinv = np.linalg.inv(K)
+    except np.linalg.LinAlgError:
+        return J
+    pos = {d: a for a, d in enumerate(s)}
+    # K [w_S; mu] = [-b_S; 1]: d/db_i gives K dx = -e_i; d/db_ij gives K dx = -(w_j e_i + w_i e_j)
+    for a, i in enumerate(s):
+        J[s, i] = -Kinv[:k, a]
+    for col, (i, j) in enumerate(pair_indices(n), start=n):
+        if i in pos and j in pos:
+            J[s, col] = -(w[j] * Kinv[:k, pos[i]] + w[i] * Kinv[:k, pos[j]])
+    return J
+
+
+def _inverse_information(X: np.ndarray, p: int) -> np.ndarray:
+    info = X.T @ X
+    delta = 1e-8 * max(float(np.trace(info)) / p, 1.0)  # keeps a not-yet-identified design invertible
+    return np.linalg.inv(info + delta * np.eye(p))
+
+
+def _greedy_design(X: np.ndarray, C: np.ndarray, count: int, A: np.ndarray | None) -> tuple[list[int], float]:
+    """Add `count` rows of C (repeats allowed) to the design X one at a time, each the best under
+    trace(A (X'X)^-1) (A None: log det X'X, D-optimal); rank-one updates. Returns the picks and
+    trace(A (X'X)^-1) after them (A None: nan)."""
+    Minv = _inverse_information(X, C.shape[1])
+    picks = []
+    for _ in range(count):
+        lev = np.einsum("ki,ij,kj->k", C, Minv, C)
+        if A is None:
+            gain = lev
+        else:
+            B = Minv @ A @ Minv
+            gain = np.einsum("ki,ij,kj->k", C, B, C) / (1.0 + lev)
+        j = int(np.argmax(gain))
+        picks.append(j)
+        v = Minv @ C[j]
+        Minv -= np.outer(v, v) / (1.0 + C[j] @ v)
+    return picks, float(np.trace(A @ Minv)) if A is not None else math.nan
+
+
+def propose_next_runs(runs: Runs, cfg: SurrogateConfig, nxt: NextRunsConfig, fit: SurrogateFit | None = None,
+                      *, design_tolerance: float = 1e-3) -> dict:
+    """The next `nxt.count` mixtures to run (more when the surrogate cannot be fitted yet).
+
+    Too few runs for the model: the seed designs not yet run, then D-optimal mixtures, up to one
+    more than the model has terms. Otherwise, by `nxt.criterion`, with the surrogate's maximum
+    first when `include_proposal`. Deterministic given the runs and the seeds.
+    """
+    n = len(runs.domains)
+    p = term_count(n)
+    X = scheffe_features(runs.weights)
+    C = candidate_mixtures(runs.domains, nxt.candidates, nxt.seed)
+    out: list[dict] = []
+
+    def add(w: np.ndarray, why: str, model: ScheffeModel | None) -> None:
+        rec = {"name": f"next_{len(runs.scores)}_{len(out)}", "weights": _as_weights(runs.domains, w), "why": why}
+        if model is not None:
+            rec["predicted_score"] = round(float(model.predict(w)[0]), 6)
+        out.append(rec)
+
+    if fit is None:
+        try:
+            fit = fit_surrogate(runs, cfg)
+        except RunsError:
+            fit = None
+    if fit is None:  # cold start: complete a design the quadratic can be fitted on
+        seen = design_scores(runs, design_tolerance)
+        for name, w in seed_designs(runs.domains).items():
+            if name not in seen:
+                add(w, f"seed design {name}", None)
+        have = np.vstack([X, scheffe_features(np.array([[r["weights"][d] for d in runs.domains] for r in out]))]) if out else X
+        short = max(p + 1 - len(have), nxt.count - len(out), 0)
+        picks, _ = _greedy_design(have, scheffe_features(C), short, None)
+        for j in picks:
+            add(C[j], "D-optimal: fills in the model terms", None)
+        return {"criterion": "d_optimal", "reason": "too few runs to fit the surrogate", "runs": out}
+
+    model, best = fit.model, fit.weights
+    if nxt.count == 0:
+        return {"criterion": nxt.criterion, "runs": []}
+    fixed = []
+    if nxt.include_proposal:
+        add(best, "surrogate maximum", model)
+        fixed.append(best)
+    left = nxt.count - len(fixed)
+    info: dict = {"criterion": nxt.criterion}
+    if nxt.criterion == "bootstrap_argmax":
+        if not fit.boots:
+            raise ConfigError("next_runs.criterion=bootstrap_argmax needs surrogate.bootstrap > 0")
+        for w in fit.boot_weights[:left]:
+            add(w, "maximum of a bootstrap refit", model)
+    else:
+        have = np.vstack([X, scheffe_features(np.array(fixed))]) if fixed else X
+        A = None
+        if nxt.criterion == "argmax":
+            Js = [argmax_jacobian(m, w) for m, w in zip([model, *fit.boots], [best, *fit.boot_weights])]
+            A = np.mean([J.T @ J for J in Js], axis=0)
+            if not np.trace(A) > 0:  # every refit's maximum is a vertex: nothing to locate, fit the surface instead
+                A, info["criterion"] = None, "d_optimal"
+                info["reason"] = "the maximum is a vertex in every refit"
+        picks, after = _greedy_design(have, scheffe_features(C), left, A)
+        why = "locates the maximum" if A is not None else "D-optimal: improves the fit"
+        for j in picks:
+            add(C[j], why, model)
+        if A is not None and math.isfinite(model.loo_rmse):
+            # delta-method RMS error (L2) of the maximiser, noise sd taken as the LOO RMSE
+            now = float(np.trace(A @ _inverse_information(X, p)))
+            info["argmax_rmse_now"] = round(model.loo_rmse * math.sqrt(now), 6)
+            info["argmax_rmse_after"] = round(model.loo_rmse * math.sqrt(after), 6)
+    return {**info, "runs": out}

@@ -4,22 +4,28 @@ import json
 import numpy as np
 import pytest
 
-from engine.config import from_dict
-from engine.shaping.mix_job import PROPOSAL_JSON, MixSearchConfig, read_runs, run_mixture_search
+from engine.config import ConfigError, from_dict
+from engine.shaping.mix_job import NEXT_RUNS_CSV, NEXT_RUNS_JSON, PROPOSAL_JSON, MixSearchConfig, read_runs, run_mixture_search
 from engine.shaping.mixture_search import (
+    NextRunsConfig,
     RunRecord,
     Runs,
     RunsError,
     ScheffeModel,
     SurrogateConfig,
     alpha_blends,
+    argmax_jacobian,
+    candidate_mixtures,
     fit_scheffe,
     leave_one_out_norm,
     maximise_on_simplex,
+    pair_indices,
     project_to_simplex,
     propose_mixture,
+    propose_next_runs,
     scheffe_features,
     seed_designs,
+    simplex_lattice,
     validate_runs,
 )
 
@@ -211,3 +217,143 @@ def test_exactly_as_many_runs_as_terms_gives_a_json_safe_proposal():
     out = propose_mixture(runs, SurrogateConfig(bootstrap=5))
     json.loads(json.dumps(out, allow_nan=False))
     assert out["weights"]["a"] == pytest.approx(0.5, abs=0.05)
+
+
+# ----- the next runs (sequential design) -----
+
+def _as_matrix(next_runs, domains):
+    return np.array([[r["weights"][d] for d in domains] for r in next_runs])
+
+
+def _on_simplex(W):
+    return bool(np.all(W >= 0) and np.allclose(W.sum(axis=1), 1, atol=1e-5))
+
+
+def test_simplex_lattice_and_candidates():
+    L = simplex_lattice(3, 2)
+    assert len(L) == 6 and _on_simplex(L) and {tuple(r) for r in L} >= {(1, 0, 0), (0.5, 0.5, 0)}
+    C = candidate_mixtures(["a", "b", "c", "d", "e"], 500, seed=0)
+    assert _on_simplex(C) and len(C) <= 500 and len(np.unique(C, axis=0)) == len(C)
+    assert np.array_equal(C, candidate_mixtures(["a", "b", "c", "d", "e"], 500, seed=0))
+
+
+def test_argmax_jacobian_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    runs, _, _ = planted(4, 3)
+    model = fit_scheffe(runs, FAST)
+    w = maximise_on_simplex(model, FAST)
+    assert w.min() > 0.01  # interior: the face is the whole simplex
+    J = argmax_jacobian(model, w)
+    theta = np.concatenate([model.linear, [model.interactions[i, j] for i, j in pair_indices(4)]])
+    for _ in range(3):
+        d = rng.normal(size=len(theta)) * 1e-6
+        bumped = theta + d
+        inter = np.zeros((4, 4))
+        for k, (i, j) in enumerate(pair_indices(4)):
+            inter[i, j] = bumped[4 + k]
+        moved = maximise_on_simplex(ScheffeModel(model.domains, bumped[:4], inter, 0, 0, 0, 0), FAST)
+        assert moved - w == pytest.approx(J @ d, abs=1e-10)
+    assert not argmax_jacobian(model, np.array([0, 1.0, 0, 0])).any()  # a vertex does not move
+
+
+def test_next_runs_lie_on_the_simplex_and_are_deterministic_by_seed():
+    runs, _, _ = planted(4, 0, noise=0.005)
+    for criterion in ("argmax", "d_optimal", "bootstrap_argmax"):
+        nxt = NextRunsConfig(count=6, criterion=criterion)
+        one = propose_next_runs(runs, SurrogateConfig(bootstrap=20), nxt)
+        assert len(one["runs"]) == 6 and _on_simplex(_as_matrix(one["runs"], runs.domains))
+        assert one == propose_next_runs(runs, SurrogateConfig(bootstrap=20), nxt)
+        assert len({r["name"] for r in one["runs"]}) == 6
+    other = propose_next_runs(runs, SurrogateConfig(bootstrap=20, seed=5), NextRunsConfig(count=6, criterion="bootstrap_argmax"))
+    assert other != propose_next_runs(runs, SurrogateConfig(bootstrap=20), NextRunsConfig(count=6, criterion="bootstrap_argmax"))
+    with pytest.raises(ConfigError, match="bootstrap > 0"):
+        propose_next_runs(runs, FAST, NextRunsConfig(criterion="bootstrap_argmax"))
+
+
+def test_next_runs_can_start_with_the_surrogate_maximum():
+    runs, _, _ = planted(4, 1, noise=0.002)
+    out = propose_next_runs(runs, SurrogateConfig(bootstrap=10), NextRunsConfig(count=3, include_proposal=True))
+    assert out["runs"][0]["weights"] == propose_mixture(runs, SurrogateConfig(bootstrap=10))["weights"]
+    assert out["runs"][0]["why"] == "surrogate maximum" and out["argmax_rmse_after"] < out["argmax_rmse_now"]
+
+
+def test_a_vertex_maximum_falls_back_to_d_optimal():
+    domains = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    W = np.vstack([np.array(list(seed_designs(domains).values())), rng.dirichlet(np.ones(3), size=6)])
+    runs = Runs(domains, W, W @ np.array([1.0, 0.2, 0.1]), [""] * len(W))  # linear: the maximum is vertex a
+    out = propose_next_runs(runs, SurrogateConfig(bootstrap=10), NextRunsConfig(count=2))
+    assert out["criterion"] == "d_optimal" and "vertex" in out["reason"]
+
+
+def _sequential(seed, *, noise, rounds, count=5, bootstrap=30):
+    """Seed designs only (too few to fit), then rounds of proposed runs scored on the planted surface."""
+    runs, w_star, score = planted(5, seed, noise=0.0, n_random=0)
+    rng = np.random.default_rng([seed, 9])
+    cfg, nxt = SurrogateConfig(bootstrap=bootstrap, seed=seed), NextRunsConfig(count=count, seed=seed)
+    W = runs.weights
+    y = score(W) + rng.normal(scale=noise, size=len(W))
+    for _ in range(rounds + 1):
+        new = _as_matrix(propose_next_runs(Runs(runs.domains, W, y, [""] * len(W)), cfg, nxt)["runs"], runs.domains)
+        W, y = np.vstack([W, new]), np.concatenate([y, score(new) + rng.normal(scale=noise, size=len(new))])
+    w = maximise_on_simplex(fit_scheffe(Runs(runs.domains, W, y, [""] * len(W)), cfg), cfg)
+    return np.abs(w - w_star).sum(), len(W)
+
+
+def test_cold_start_completes_the_design_and_the_loop_finds_a_noise_free_optimum():
+    runs, _, _ = planted(5, 0, n_random=0)
+    first = propose_next_runs(runs, FAST, NextRunsConfig(count=2))
+    assert first["criterion"] == "d_optimal" and len(runs.scores) + len(first["runs"]) == 16  # 15 terms + 1
+    l1, total = _sequential(0, noise=0.0, rounds=1)
+    assert l1 < 1e-4 and total == 21  # exact up to the smallest ridge
+
+
+def test_sequential_design_beats_random_runs_at_the_same_budget():
+    seq, rand = [], []
+    for seed in range(3):
+        l1, total = _sequential(seed, noise=0.005, rounds=3)
+        seq.append(l1)
+        runs, w_star, _ = planted(5, seed, noise=0.005, n_random=total - 11)
+        rand.append(np.abs(maximise_on_simplex(fit_scheffe(runs, FAST), FAST) - w_star).sum())
+    assert total == 31 and np.mean(seq) < 0.7 * np.mean(rand)
+
+
+def test_search_writes_next_runs_to_fill_in_and_append(tmp_path):
+    """Seed runs only (9 for 10 terms: too few) -> next_runs.csv in the runs file's columns ->
+    scores filled in and appended -> the surrogate is fitted on the next search."""
+    runs, w_star, score = planted(4, 0, n_random=0)
+    path = tmp_path / "runs.csv"
+
+    def line(s, w, name):
+        return f"{s},{w[3]},{name},{w[0]},{w[1]},{w[2]}"
+
+    path.write_text("\n".join(["score,d3,name,d0,d1,d2"] + [line(s, w, n) for n, w, s in zip(runs.names, runs.weights, runs.scores)]) + "\n")
+    cfg = from_dict(MixSearchConfig, {"runs": str(path), "output": str(tmp_path / "out"), "surrogate": {"bootstrap": 10}})
+    result = run_mixture_search(cfg)
+    assert "at least 10 runs" in result["surrogate"]["skipped"] and result["next_runs_design"]["criterion"] == "d_optimal"
+    assert result["runs"] + len(result["next_runs"]) == 9 + cfg.next_runs.count >= 11  # 10 terms + 1
+    lines = (tmp_path / "out" / NEXT_RUNS_CSV).read_text().splitlines()
+    assert lines[0] == "score,d3,name,d0,d1,d2" and all(row.startswith(",") for row in lines[1:])  # score left empty
+    records = json.loads((tmp_path / "out" / NEXT_RUNS_JSON).read_text())
+    assert [r["score"] for r in records] == [None] * len(records) and records[0]["weights"] == result["next_runs"][0]["weights"]
+    filled = []
+    for rec in result["next_runs"]:
+        w = np.array([rec["weights"][d] for d in runs.domains])
+        filled.append(line(score(w)[0], w, rec["name"]))
+    path.write_text(path.read_text() + "\n".join(filled) + "\n")
+    again = run_mixture_search(cfg)
+    assert "weights" in again["surrogate"] and len(again["next_runs"]) == cfg.next_runs.count
+    w = np.array([again["surrogate"]["weights"][d] for d in runs.domains])
+    assert np.abs(w - w_star).sum() < 1e-3 and len(again["written"]) == 3
+
+
+def test_no_next_runs_keeps_the_too_few_runs_error(tmp_path):
+    runs, _, _ = planted(4, 0, n_random=0)
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps([{"weights": dict(zip(runs.domains, w.tolist())), "score": float(s)} for w, s in zip(runs.weights, runs.scores)]))
+    with pytest.raises(RunsError, match="at least 10 runs"):
+        run_mixture_search(from_dict(MixSearchConfig, {"runs": str(path), "next_runs": {"count": 0}}))
+    nested = from_dict(MixSearchConfig, {"runs": str(path), "output": str(tmp_path / "o"), "score_key": "eval.acc"})
+    path.write_text(json.dumps([{"weights": dict(zip(runs.domains, w.tolist())), "eval": {"acc": float(s)}} for w, s in zip(runs.weights, runs.scores)]))
+    run_mixture_search(nested)
+    assert json.loads((tmp_path / "o" / NEXT_RUNS_JSON).read_text())[0]["eval"] == {"acc": None}
