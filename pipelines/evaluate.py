@@ -401,10 +401,27 @@ def _wandb_numbers(summary: dict) -> dict:
     return {k: v for k, v in flat.items() if v is not None}
 
 
+def model_fingerprint(path: str) -> str:
+    """The weights' identity: a model retrained into the same folder must not inherit the old model's rows."""
+    folder = Path(path)
+    files = sorted(f for f in folder.glob("*") if f.suffix in (".safetensors", ".bin", ".json") and f.is_file())
+    return config_hash({"files": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]})
+
+
 def _model_hash(cfg: EvalJobConfig, path: str) -> str:
-    """What decides a model's rows: the model, the sampling settings, n and the seed (not k, not where it is written)."""
+    """What decides a model's rows: the model (path and weights), the sampling settings, n and the seed (not k, not where it is written)."""
     gen = {**to_dict(cfg.generation), "model_path": ""}
-    return config_hash({"model_path": path, "generation": gen, "n": cfg.n, "seed": cfg.seed})
+    return config_hash({"model_path": path, "weights": model_fingerprint(path), "generation": gen, "n": cfg.n, "seed": cfg.seed})
+
+
+def stale_models(cfg: EvalJobConfig) -> list[str]:
+    """Labels whose output folder holds rows of another model, config or input (a rerun would refuse them)."""
+    stale = []
+    for label, path in cfg.models.items():
+        stamp = Path(cfg.output) / label / "job.json"
+        if stamp.exists() and json.loads(stamp.read_text()) != {"config_hash": _model_hash(cfg, path), "input": cfg.input}:
+            stale.append(label)
+    return stale
 
 
 def run_eval(cfg: EvalJobConfig) -> dict:

@@ -159,8 +159,21 @@ def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, r
     ev_cfg = _recipe(EvalJobConfig, cfg.eval, [f"input={heldout}", f"output={out / 'eval'}", f"limit={cfg.heldout_limit}", "baseline=base"])
     ev_cfg.models = models  # labels name directories; set here, not through dotted overrides
     ev_cfg.require_paths()
-    return ledger.run("eval", [to_dict(ev_cfg), {n: r["final_model"] for n, r in runs.items()}], lambda: _keep(run_eval(ev_cfg), (
-        "models", "deltas", "n", "k", "temperature", "backend", "seed", "items", "plots", "report", "accuracy_definition", "wall_s")))
+
+    def run() -> dict:
+        import shutil
+
+        from pipelines.evaluate import stale_models
+
+        for label in stale_models(ev_cfg):  # retrained since its rows were written: evaluate it again
+            print(f"[demo] eval: {label} changed since it was evaluated; its rows are redone", file=sys.stderr, flush=True)
+            shutil.rmtree(out / "eval" / label)
+        return _keep(run_eval(ev_cfg), ("models", "deltas", "n", "k", "temperature", "backend", "seed", "items", "plots", "report",
+                                        "accuracy_definition", "wall_s"))
+
+    # keyed on the training runs' ledger hashes: a retrained arm in the same folder is a new model
+    trained = {n: ledger.entries[f"train/{n}"]["hash"] for n in runs}
+    return ledger.run("eval", [to_dict(ev_cfg), trained], run)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
