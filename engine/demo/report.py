@@ -25,6 +25,22 @@ def _plt():
     return plt
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def corpus_rows(pool: Path, heldout: Path, heldout_ids: set[str]) -> list[dict]:
     from engine.data.shards import read_table
 
@@ -72,15 +88,8 @@ def plot_agreement(table: pd.DataFrame, frame: pd.DataFrame, rho: float | None, 
     both = frame.dropna(subset=["pism.lambda_star", "cmab.rho_bar"])
     for task, g in both.groupby("task"):
         b.scatter(g["pism.lambda_star"], g["cmab.rho_bar"], s=14, alpha=0.7, label=task)
-    b.set_xlabel("PISM lambda* (first ratio never solved)")
-    b.set_ylabel("CMAB rho-bar")
-    b.set_title(f"Spearman {rho if rho is not None else 'n/a'} on {len(both)} samples scored by both")
-    b.legend(fontsize=7)
-    b.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    _label(b, "PISM lambda* (first ratio never solved)", "CMAB rho-bar", f"Spearman {rho if rho is not None else 'n/a'} on {len(both)} samples scored by both")
+    return _save(plt, fig, path)
 
 
 def plot_reward_curves(train: dict[str, dict], path: Path) -> Path | None:
@@ -97,15 +106,8 @@ def plot_reward_curves(train: dict[str, dict], path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("mean reward (batch)")
-    ax.set_title("GRPO reward per step, every arm (same step budget)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    _label(ax, "GRPO step", "mean reward (batch)", "GRPO reward per step, every arm (same step budget)")
+    return _save(plt, fig, path)
 
 
 def plot_comparison(rows: list[dict], path: Path) -> Path:
@@ -119,10 +121,7 @@ def plot_comparison(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("held-out accuracy (pass@1)")
     ax.set_title("Comparison (error bars: 2 SE over held-out items)")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[str, Any]:

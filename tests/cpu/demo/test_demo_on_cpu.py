@@ -23,7 +23,8 @@ def _small_config(tmp_path: Path) -> Path:
     cfg["pism"]["overrides"] = ["pism.draws=4", "actors.batch_size=18"]
     cfg["sft"]["overrides"] = ["max_steps=2", "batch_size=2", "log_every=1"]
     cfg["grpo"]["overrides"] = [f"algorithm.steps={TRAINED_SAME_BUDGET}", "algorithm.prompts_per_step=2", "algorithm.group_size=2"]
-    cfg["eval"]["overrides"] = ["n=2", "k=[1,2]", "actors.batch_size=6"]
+    # HF eval here (vLLM eval has its own tests): five vLLM engine start-ups would double this test
+    cfg["eval"]["overrides"] = ["n=2", "k=[1,2]", "actors.batch_size=6", "generation.backend=hf"]
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
