@@ -132,7 +132,8 @@ def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[st
     results = pd.read_parquet(out / "eval" / "results.parquet")
     arm_sets = {label: sets for label, sets in _arm_sets(cfg, out).items() if label not in summary["arms_not_trained"]}
     rows = comparison_rows(results, arm_sets, cfg.seeds)
-    notes = reading(rows) + [f"{label}: not trained ({why})." for label, why in summary["arms_not_trained"].items()]
+    notes = ([summary["warning"]] if summary.get("warning") else []) + reading(rows) + [
+        f"{label}: not trained ({why})." for label, why in summary["arms_not_trained"].items()]
     table, rho, frame = agreement(out / "store")
 
     made = [plot_comparison(rows, folder / "comparison.png"), plot_agreement(table, frame, rho, folder / "pism_vs_cmab.png")]

@@ -176,6 +176,19 @@ def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, r
     return ledger.run("eval", [to_dict(ev_cfg), trained], run)
 
 
+def warmstart_note(model_path: Path) -> dict:
+    """The embedded default's own acceptance check, carried into the summary (nothing for a user's model)."""
+    record = model_path / "warmstart.json"
+    if not record.is_file():
+        return {}
+    warm = json.loads(record.read_text())
+    note = {"warmstart": {k: warm.get(k) for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
+    if not warm.get("accepted"):
+        # Difficulty scores need a model that is neither an oracle nor blind: say so, loudly.
+        note["warning"] = f"warm-started model is outside the acceptance band ({warm.get('acceptance')}); see docs/warmstart.md"
+    return note
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     from engine.demo.report import write_report
     from rl.grpo.sources import resolve_data, resolve_model
@@ -213,6 +226,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "arms_not_trained": skipped,
         "eval": ev,
         "stage_wall_s": {name: e.get("wall_s") for name, e in ledger.entries.items()},
+        **warmstart_note(model_path),
     }
     summary.update(write_report(cfg, summary, out))
     summary["wall_s"] = round(time.time() - started, 1)

@@ -44,6 +44,8 @@ def test_demo_runs_the_main_job_end_to_end(warm_model, tmp_path):
     out = tmp_path / "demo"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_path"] == str(warm_model)
+    assert isinstance(summary["warmstart"]["accepted"], bool)  # the band itself is benchmarked, not tested
+    assert ("warning" in summary) != summary["warmstart"]["accepted"]  # an out-of-band default model is said out loud
 
     # scoring: every pool sample scored by PISM; CMAB reuses PISM's verified answers (no new generations)
     pism, cmab = summary["pism"], summary["cmab"]
