@@ -39,6 +39,18 @@ def reward_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
     return REWARD_ENTRYPOINT if uploaded else str(REPO_ROOT / REWARD_ENTRYPOINT)
 
 
+def reward_config_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
+    """The RewardConfig YAML as verl's reward workers see it: inside the uploaded working_dir (their cwd) a
+    repo file is named relative to it, since this machine's absolute path does not exist on the cluster;
+    a file outside the repo is passed as it is (it must be on storage every node sees)."""
+    from rl.grpo.sources import repo_path
+
+    path = repo_path(cfg.reward.config)
+    if uploaded and path.is_relative_to(REPO_ROOT):
+        return str(path.relative_to(REPO_ROOT))
+    return str(path)
+
+
 def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded: bool = False) -> list[str]:
     """The full `python -m verl.trainer.main_ppo` override list for this GRPO run."""
     a, d, v = cfg.algorithm, cfg.data, cfg.verl
@@ -98,7 +110,7 @@ def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded:
         pairs.append(("trainer.rollout_data_dir", str(out / v.rollout_data_dir)))
     overrides = [f"{k}={_q(val)}" for k, val in pairs]
     if cfg.reward.config:  # reward_kwargs is an open dict in verl's schema: adding a key needs '+'
-        overrides.append(f"+reward.custom_reward_function.reward_kwargs.reward_config={_q(str(Path(cfg.reward.config).resolve()))}")
+        overrides.append(f"+reward.custom_reward_function.reward_kwargs.reward_config={_q(reward_config_path(cfg, uploaded))}")
     return overrides + list(v.overrides)
 
 

@@ -42,6 +42,8 @@ def test_generated_overrides_compose_and_read_back(changes):
     assert config.trainer.rollout_data_dir == str(Path(cfg.output_dir).resolve() / "rollouts")  # -> gradus data pass-rates
     kwargs = OmegaConf.select(config, "reward.custom_reward_function.reward_kwargs", default=None)
     assert (kwargs is not None and kwargs.reward_config.endswith("vtriune.yaml")) == bool(cfg.reward.config)
+    if cfg.reward.config:  # a repo file, named relative to the uploaded working_dir (this machine's path is not on the cluster)
+        assert kwargs.reward_config == "configs/reward/vtriune.yaml"
     assert not any(o.startswith("custom_reward_function.") for o in overrides)
 
 
