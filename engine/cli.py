@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.config import ConfigError, dump_yaml, load_config
+from engine.data.sample import SPLITS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--input", required=True)
     conv.add_argument("--out", required=True)
     conv.add_argument("--image-root", action="append", default=[], help="directory image paths may resolve under (repeatable)")
+    conv.add_argument("--split", default="train", choices=SPLITS, help="split of records that name none (default train)")
     conv.set_defaults(handler=_cmd_convert)
     exp = data.add_parser("export", help="write canonical shards in a training framework's format")
     exp.add_argument("--to", dest="fmt", required=True)
@@ -391,7 +393,7 @@ def _cmd_convert(args) -> dict:
     from engine.data.images import ImagePolicy
     from engine.data.shards import write_quarantine, write_shards
 
-    samples, quarantined = read_records(args.fmt, args.input, ImagePolicy(roots=tuple(args.image_root)))
+    samples, quarantined = read_records(args.fmt, args.input, ImagePolicy(roots=tuple(args.image_root)), split=args.split)
     written = write_shards(samples, args.out)
     qpath = write_quarantine(quarantined, args.out)
     reasons = dict(Counter(q.reason for q in quarantined))
