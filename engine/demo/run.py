@@ -48,6 +48,15 @@ class Ledger:
         return self.entries.get(name, {}).get("wall_s", 0.0)
 
 
+def data_identity(spec: str, path: Path) -> dict:
+    """What a stage read, for the ledger: the source spec and its parquet files by name and size.
+
+    A `?per_task=` subset is rewritten (same content, new mtime) on every run, so mtimes would
+    invalidate every stage; a changed spec or a changed file (size) does invalidate."""
+    files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+    return {"spec": spec, "files": [(str(f.relative_to(path)) if f != path else f.name, f.stat().st_size) for f in files]}
+
+
 def _recipe(cls, recipe, overrides: list[str]):
     from rl.grpo.sources import repo_path
 
@@ -63,12 +72,13 @@ def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, model_path: Path, mo
     from pipelines.pism import PismJobConfig, run_pism
 
     pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
-    pism = ledger.run("pism", to_dict(pism_cfg), lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
+    data = data_identity(cfg.pool, pool)
+    pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
         "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")))
     cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",
                                                  f"responses.pism_scores={out / 'pism' / 'scores.parquet'}",
                                                  f"heatmaps.per_task={cfg.heatmaps_per_task}"])
-    cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"]], lambda: _keep(run_cmab(cmab_cfg, model_id=model_id), (
+    cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"], data], lambda: _keep(run_cmab(cmab_cfg, model_id=model_id), (
         "rows", "scored", "unsolved", "buckets", "rho_bar_per_task", "response_sources", "generations", "heatmaps", "plots",
         "config_hash", "report", "wall_s")))
     return pism, cmab
@@ -87,7 +97,7 @@ def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, out: Path, upstream: list
         shutil.rmtree(out / "store", ignore_errors=True)  # a rebuild from changed scores, not a merge into stale ones
         return run_store(store_cfg)
 
-    store = ledger.run("store", [to_dict(store_cfg), upstream], build_store)
+    store = ledger.run("store", [to_dict(store_cfg), upstream, data_identity(cfg.pool, pool)], build_store)
     select_cfg = _recipe(SelectJobConfig, cfg.select, [f"store={out / 'store'}", f"output={out / 'select'}"])
     select = ledger.run("select", [to_dict(select_cfg), store["config_hash"]], lambda: run_select(select_cfg))
     missing = [a.select_arm for a in cfg.arms.values() if a.select_arm not in select["arms"]]
@@ -173,7 +183,7 @@ def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, r
 
     # keyed on the training runs' ledger hashes: a retrained arm in the same folder is a new model
     trained = {n: ledger.entries[f"train/{n}"]["hash"] for n in runs}
-    return ledger.run("eval", [to_dict(ev_cfg), trained], run)
+    return ledger.run("eval", [to_dict(ev_cfg), trained, data_identity(cfg.heldout, heldout)], run)
 
 
 def warmstart_note(model_path: Path) -> dict:
