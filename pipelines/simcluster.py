@@ -143,7 +143,9 @@ class ActorWatch:
         for aid, a in current.items():
             rec = self.seen.setdefault(aid, {"nodes": [], "alive_on": [], "pids": [], "restarts": 0, "state": ""})
             node = a["node_id"] if a["node_id"].strip("0") else ""  # set once the actor is placed on a node
-            if node and a["state"] != "DEAD" and (not rec["nodes"] or rec["nodes"][-1] != node):
+            # Only an ALIVE actor is placed: under load the state API can show a pending/restarting actor with the
+            # node id of the raylet handling its lease (seen once: the head, which has none of its resources).
+            if node and a["state"] == "ALIVE" and (not rec["nodes"] or rec["nodes"][-1] != node):
                 rec["nodes"].append(node)
             if a["state"] == "ALIVE":
                 if not rec["alive_on"] or rec["alive_on"][-1] != node:
