@@ -8,7 +8,6 @@ the same command after a kill skips what is done and redoes only what changed or
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ class Ledger:
         self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def run(self, name: str, key: Any, fn: Callable[[], dict]) -> dict:
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        digest = config_hash({"key": key})
         done = self.entries.get(name)
         if done and done["hash"] == digest:
             print(f"[demo] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
@@ -43,9 +42,6 @@ class Ledger:
         tmp.write_text(json.dumps(self.entries, indent=2, default=str))
         tmp.replace(self.path)  # a kill mid-write leaves the previous ledger, never a torn one
         return result
-
-    def wall(self, name: str) -> float:
-        return self.entries.get(name, {}).get("wall_s", 0.0)
 
 
 def data_identity(spec: str, path: Path) -> dict:
@@ -67,12 +63,11 @@ def _keep(summary: dict, keys: tuple[str, ...]) -> dict:
     return {k: summary[k] for k in keys if k in summary}
 
 
-def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, model_path: Path, model_id: str, out: Path) -> tuple[dict, dict]:
+def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, data: dict, model_path: Path, model_id: str, out: Path) -> tuple[dict, dict]:
     from pipelines.cmab import CmabJobConfig, run_cmab
     from pipelines.pism import PismJobConfig, run_pism
 
     pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
-    data = data_identity(cfg.pool, pool)
     pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
         "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")))
     cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",
@@ -84,7 +79,7 @@ def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, model_path: Path, mo
     return pism, cmab
 
 
-def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, out: Path, upstream: list) -> tuple[dict, dict]:
+def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, data: dict, out: Path, upstream: list) -> tuple[dict, dict]:
     from engine.shaping.select_job import SelectJobConfig, run_select
     from engine.shaping.store_job import StoreConfig, run_store
 
@@ -97,7 +92,7 @@ def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, out: Path, upstream: list
         shutil.rmtree(out / "store", ignore_errors=True)  # a rebuild from changed scores, not a merge into stale ones
         return run_store(store_cfg)
 
-    store = ledger.run("store", [to_dict(store_cfg), upstream, data_identity(cfg.pool, pool)], build_store)
+    store = ledger.run("store", [to_dict(store_cfg), upstream, data], build_store)
     select_cfg = _recipe(SelectJobConfig, cfg.select, [f"store={out / 'store'}", f"output={out / 'select'}"])
     select = ledger.run("select", [to_dict(select_cfg), store["config_hash"]], lambda: run_select(select_cfg))
     missing = [a.select_arm for a in cfg.arms.values() if a.select_arm not in select["arms"]]
@@ -131,8 +126,9 @@ def untrainable(cfg: DemoConfig, select: dict) -> dict[str, str]:
     reasons = {}
     for label, arm in cfg.arms.items():
         for role, s in select["arms"][arm.select_arm].items():
-            if s["count"] < (need if role == "grpo" else 1):
-                reasons[label] = f"{role} set {s['selection']} has {s['count']} samples (< {need if role == 'grpo' else 1})"
+            least = need if role == "grpo" else 1
+            if s["count"] < least:
+                reasons[label] = f"{role} set {s['selection']} has {s['count']} samples (< {least})"
     return reasons
 
 
@@ -212,8 +208,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     pool = resolve_data(cfg.pool, out / "inputs", "pool")
     heldout = resolve_data(cfg.heldout, out / "inputs", "heldout")
 
-    pism, cmab = score_pool(cfg, ledger, pool, model_path, model_id, out)
-    store, select = shape(cfg, ledger, pool, out, [pism["config_hash"], cmab["config_hash"]])
+    data = data_identity(cfg.pool, pool)  # what scoring and the store read, for their ledger keys
+    pism, cmab = score_pool(cfg, ledger, pool, data, model_path, model_id, out)
+    store, select = shape(cfg, ledger, pool, data, out, [pism["config_hash"], cmab["config_hash"]])
     runs, skipped = train_arms(cfg, ledger, select, model_path, out)
     ev = evaluate(cfg, ledger, heldout, model_path, runs, out)
 
