@@ -90,7 +90,12 @@ def test_actor_crash_and_node_loss_mid_run_lose_and_duplicate_nothing(cluster_ru
     actors = job["actors"]
     assert actors[crash["actor"]]["restarts"] >= 1 and crash["pid"] in actors[crash["actor"]]["pids"]
     assert len(actors[crash["actor"]]["pids"]) >= 2  # restarted in a new process
-    assert actors[lost["actor"]]["restarts"] >= 1 and actors[lost["actor"]]["alive_on"][-1] != lost["node"]  # moved off the lost node
+    # The lost node's actor is restarted, and never again on that node. Whether the restart comes up before the
+    # job ends is a race (the crashed actor's restart can finish the remaining blocks alone), so "alive again
+    # elsewhere" is only checked where it was seen; the job's output below is what must hold either way.
+    assert actors[lost["actor"]]["restarts"] >= 1
+    assert lost["node"] not in actors[lost["actor"]]["alive_after_restart_on"]
+    assert set(actors[lost["actor"]]["alive_after_restart_on"]) <= set(cluster_run["workers_after"])
 
     straight_out, faulted_out = Path(cluster_run["straight"]["out"]), Path(job["out"])
     a = pd.read_parquet(straight_out / "scores.parquet")
