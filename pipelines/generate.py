@@ -30,8 +30,10 @@ class ActorPoolConfig:
     num_cpus: float = 1.0  # per actor; keep below the node's CPUs so read/write tasks still run
     num_gpus: float = 0.0
     batch_size: int = 32
-    # Ray sets OMP_NUM_THREADS = num_cpus in an actor (1 here), which also caps the engine's CPU
-    # threads; 0 keeps Ray's value, N lets a CPU engine use N threads while reserving num_cpus.
+    # Ray sets OMP_NUM_THREADS = num_cpus in an actor; 0 keeps Ray's value, N sets it to N. For the
+    # HF backend these are the model's compute threads. For vLLM on CPU they are only the front end's
+    # (its image processor): the engine worker binds its own cores (VLLM_CPU_OMP_THREADS_BIND), and a
+    # 2-thread front end fighting it halved PISM throughput on 2 cores (docs/pism.md, P2): use 1.
     omp_threads: int = 0
     accelerator_type: str = ""  # e.g. "H100": only nodes with Ray's accelerator_type:H100 resource
     resources: dict[str, float] = field(default_factory=dict)  # custom resources per actor
