@@ -126,8 +126,8 @@ class ActorWatch:
         self.sim, self.class_contains, self.interval_s = sim, class_contains, interval_s
         self.ignore = set(sim.actors(class_contains))
         self.timeline: list[dict] = []  # {"t", "live", "alive"} whenever the counts change
-        # actor id -> {"nodes": nodes it was placed on, in order; "alive_on": nodes it was alive on; "alive_after_restart_on":
-        # nodes it was alive on after its first restart; "pids"; "restarts"; "state"}
+        # actor id -> {"alive_on": nodes it was alive on, in order; "alive_after_restart_on": nodes it was alive on
+        # after its first restart; "pids"; "restarts"; "state"}
         self.seen: dict[str, dict] = {}
         self._lock = threading.Lock()  # poll() runs in the watch thread and in the caller's
         self._stop = threading.Event()
@@ -142,13 +142,11 @@ class ActorWatch:
     def _poll(self) -> dict[str, dict]:
         current = {aid: a for aid, a in self.sim.actors(self.class_contains).items() if aid not in self.ignore}
         for aid, a in current.items():
-            rec = self.seen.setdefault(aid, {"nodes": [], "alive_on": [], "alive_after_restart_on": [], "pids": [], "restarts": 0, "state": ""})
+            rec = self.seen.setdefault(aid, {"alive_on": [], "alive_after_restart_on": [], "pids": [], "restarts": 0, "state": ""})
             node = a["node_id"] if a["node_id"].strip("0") else ""  # set once the actor is placed on a node
-            # Only an ALIVE actor is placed: under load the state API can show a pending/restarting actor with the
-            # node id of the raylet handling its lease (seen once: the head, which has none of its resources).
-            if node and a["state"] == "ALIVE" and (not rec["nodes"] or rec["nodes"][-1] != node):
-                rec["nodes"].append(node)
-            if a["state"] == "ALIVE":
+            # Only an ALIVE actor counts as placed: under load the state API can show a pending/restarting actor with
+            # the node id of the raylet handling its lease (seen once: the head, which has none of its resources).
+            if a["state"] == "ALIVE" and node:
                 if not rec["alive_on"] or rec["alive_on"][-1] != node:
                     rec["alive_on"].append(node)
                 if a["restarts"] and node not in rec["alive_after_restart_on"]:

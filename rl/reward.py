@@ -26,11 +26,10 @@ DIFFICULTY_TAGS = ("bucket", "difficulty", "difficulty_scorer")
 
 @functools.lru_cache(maxsize=8)
 def _config_from_file(path: str) -> RewardConfig:
-    file = Path(path)
-    if not file.is_absolute() and not file.exists():
-        # a repo-relative name (what uploaded verl jobs get): the checkout this entrypoint ships in
-        file = Path(__file__).resolve().parents[1] / file
-    return load_config(RewardConfig, file)
+    from rl.grpo.sources import repo_path
+
+    # a repo-relative name (what uploaded verl jobs get) resolves against the checkout this entrypoint ships in
+    return load_config(RewardConfig, repo_path(path))
 
 
 def reward_config(spec: str | dict | RewardConfig | None) -> RewardConfig:

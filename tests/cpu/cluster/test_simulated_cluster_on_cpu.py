@@ -75,7 +75,7 @@ def test_actors_spread_over_worker_nodes(cluster_run):
     assert len(alive) == 2 and len(set(alive.values())) == 2, alive  # one per node (SPREAD), though a node fits two
     assert set(alive.values()) <= workers  # fake_gpu / accelerator_type:SIM: never on the head
     for job in ("straight", "faulted"):
-        placed = {node for a in cluster_run[job]["actors"].values() for node in a["nodes"]}
+        placed = {node for a in cluster_run[job]["actors"].values() for node in a["alive_on"]}
         assert placed and cluster_run["head"] not in placed
     (stage,) = faulted["stats"]["stages"]
     assert stage["operator"] == "MapBatches(CmabActor)" and stage["nodes_used"] >= 2 and stage["rows"] >= ROWS
