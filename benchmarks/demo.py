@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 def main() -> None:
     from engine.config import load_config
     from engine.demo import DemoConfig, run_demo
+    from rl.warmstart import read_record
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -50,7 +51,7 @@ def main() -> None:
         spread_wall = round(time.time() - started, 1)
 
     install = REPO / ".venv" / ".gradus-install-s"
-    warm = json.loads((Path(summary["model_path"]) / "warmstart.json").read_text())
+    warm = read_record(summary["model_path"])
     rows = {r["data"]: r for r in summary["comparison"]}
     arms = {label: {k: rows[label].get(k) for k in ("paradigm", "train_sets", "acc", "se_items", "sd_seeds", "vs_base", "vs_base_se",
                                                     "vs_random", "vs_random_se")} for label in cfg.arms}

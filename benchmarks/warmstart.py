@@ -26,15 +26,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.config import load_config
-    from rl.warmstart import WarmstartConfig, ensure_warmstart
+    from rl.warmstart import WarmstartConfig, ensure_warmstart, read_record
 
     if args.from_cache:
         cfg = load_config(WarmstartConfig, args.config, args.overrides)
-        record = json.loads((ensure_warmstart(cfg) / "warmstart.json").read_text())
+        record = read_record(ensure_warmstart(cfg))
     else:
         with tempfile.TemporaryDirectory(prefix="gradus-bench-") as cache:
             cfg = load_config(WarmstartConfig, args.config, [*args.overrides, f"cache_dir={cache}"])
-            record = json.loads((ensure_warmstart(cfg) / "warmstart.json").read_text())
+            record = read_record(ensure_warmstart(cfg))
     record.pop("config", None)
     record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     record["note"] = "built from scratch in an empty cache: corpus + tokenizer/model build + Ray Train SFT + eval; wall_s covers all four"

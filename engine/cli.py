@@ -56,10 +56,10 @@ def _warmstart_cls():
 
 
 def _run_warmstart(cfg, args) -> dict:
-    from rl.warmstart import ensure_warmstart
+    from rl.warmstart import ensure_warmstart, read_record
 
     path = ensure_warmstart(cfg)
-    record = json.loads((path / "warmstart.json").read_text())
+    record = read_record(path)
     return {"model_path": str(path), **{k: record[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
 
 

@@ -57,6 +57,15 @@ class WarmstartConfig:
             raise ConfigError("eval.max_per_family must be >= 1")
 
 
+RECORD_NAME = "warmstart.json"  # beside the model: accuracy, timings, acceptance, provenance
+
+
+def read_record(model_dir: str | Path) -> dict | None:
+    """The warm-start record of a model folder; None for a model gradus did not warm-start (a user's)."""
+    path = Path(model_dir) / RECORD_NAME
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def cache_root(cfg_dir: str = "") -> Path:
     root = cfg_dir or os.environ.get("GRADUS_CACHE") or "~/.cache/gradus"
     return Path(root).expanduser().resolve()
@@ -132,7 +141,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
     root = cache_root(cfg.cache_dir)
     key = cache_key(cfg)
     final = root / "models" / f"warmstart-{key}-g{GENERATOR_VERSION}"
-    if (final / "warmstart.json").exists() and not force:
+    if (final / RECORD_NAME).exists() and not force:
         return final
     timings: dict[str, float] = {}
     t0 = time.time()
@@ -173,6 +182,6 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
         "examples": report["examples"],
         "config": to_dict(cfg),
     }
-    (final / "warmstart.json").write_text(json.dumps(record, indent=2))
+    (final / RECORD_NAME).write_text(json.dumps(record, indent=2))
     shutil.rmtree(init_dir, ignore_errors=True)
     return final

@@ -184,10 +184,11 @@ def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, r
 
 def warmstart_note(model_path: Path) -> dict:
     """The embedded default's own acceptance check, carried into the summary (nothing for a user's model)."""
-    record = model_path / "warmstart.json"
-    if not record.is_file():
+    from rl.warmstart import read_record
+
+    warm = read_record(model_path)
+    if warm is None:
         return {}
-    warm = json.loads(record.read_text())
     note = {"warmstart": {k: warm.get(k) for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
     if not warm.get("accepted"):
         # Difficulty scores need a model that is neither an oracle nor blind: say so, loudly.
