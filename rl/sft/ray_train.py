@@ -222,10 +222,7 @@ def _train_loop(loop_config: dict) -> None:
 
 def run_sft(cfg: SFTConfig, *, parent_meta: dict | None = None) -> dict:
     """Train with Ray Train and write an HF folder to cfg.output_dir; returns the run summary."""
-    import ray
     import ray.data
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
 
     cfg.validate()
     ds_config = None
@@ -234,6 +231,24 @@ def run_sft(cfg: SFTConfig, *, parent_meta: dict | None = None) -> dict:
         validate_deepspeed(ds_config)
     started = time.time()
     init_ray()
+    # One config, one model: without preserve_order the blocks of a multi-file read arrive in
+    # completion order, so the (seeded) local shuffle saw a different stream every run and builds
+    # of one warm-start config differed (docs/warmstart.md). Set for the whole run: the read,
+    # the materialize and Ray Train's ingest (its DataConfig copies the flag from this context).
+    data_ctx = ray.data.DataContext.get_current()
+    saved_preserve_order = data_ctx.execution_options.preserve_order
+    data_ctx.execution_options.preserve_order = True
+    try:
+        return _run_sft(cfg, ds_config, started, parent_meta)
+    finally:
+        data_ctx.execution_options.preserve_order = saved_preserve_order
+
+
+def _run_sft(cfg: SFTConfig, ds_config: dict | None, started: float, parent_meta: dict | None) -> dict:
+    import ray.data
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
     # Materialized up front: on a 2-CPU node, streaming reads would compete with the trainer for
     # cores every epoch (and the corpus is small next to the model's activations).
     dataset = ray.data.read_parquet(cfg.train_data).materialize()
