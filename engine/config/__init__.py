@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,10 @@ from typing import Any, Sequence, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+# Numbers YAML 1.2 reads as floats but PyYAML (YAML 1.1) leaves as strings: 1e-3, 5E+2, -2e4.
+_YAML11_FLOAT_GAP = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -105,6 +110,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} not one of {args}")
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str) and _YAML11_FLOAT_GAP.fullmatch(value.strip()):
+        # PyYAML resolves floats by YAML 1.1, which wants a dot: `lr: 1e-3` / `lr=1e-3` arrive as str
         return float(value)
     if tp in (int, float, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

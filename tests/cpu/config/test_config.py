@@ -31,6 +31,17 @@ def test_yaml_and_overrides(tmp_path):
     assert isinstance(cfg.inner.ratio, float)
 
 
+def test_exponent_floats_without_a_dot_are_floats(tmp_path):
+    # PyYAML reads `1e-3` as a string (YAML 1.1 wants `1.0e-3`); users write it both ways
+    f = tmp_path / "c.yaml"
+    f.write_text("inner:\n  ratio: 1e-3\n")
+    assert load_config(Outer, f).inner.ratio == 0.001
+    assert load_config(Outer, None, ["inner.ratio=-2E+2"]).inner.ratio == -200.0
+    assert load_config(Outer, None, ["mode=code", "path=1e-3"]).path == "1e-3"  # a str field keeps the text
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(Outer, None, ["inner.ratio=1e-3x"])
+
+
 def test_unknown_keys_and_bad_types_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(Outer, None, ["inner.ratoi=0.1"])
