@@ -30,11 +30,16 @@ def main() -> None:
 
     if args.from_cache:
         cfg = load_config(WarmstartConfig, args.config, args.overrides)
-        record = read_record(ensure_warmstart(cfg))
+        model = ensure_warmstart(cfg)
+        record, weights = read_record(model), _sha256(model / "model.safetensors")
     else:
         with tempfile.TemporaryDirectory(prefix="gradus-bench-") as cache:
             cfg = load_config(WarmstartConfig, args.config, [*args.overrides, f"cache_dir={cache}"])
-            record = read_record(ensure_warmstart(cfg))
+            model = ensure_warmstart(cfg)
+            record, weights = read_record(model), _sha256(model / "model.safetensors")
+    # SFT is deterministic (rl/sft/ray_train.py): two from-scratch builds of one config on one kind of
+    # machine give these very bytes, so the hash says whether a cache holds the build this record describes.
+    record["weights_sha256"] = weights
     record.pop("config", None)
     record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     if args.from_cache:
@@ -44,7 +49,17 @@ def main() -> None:
         record["note"] = "built from scratch in an empty cache: corpus + tokenizer/model build + Ray Train SFT + eval; wall_s covers all four"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=2))
-    print(json.dumps({k: record[k] for k in ("overall_acc", "per_family", "accepted", "wall_s")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("overall_acc", "per_family", "accepted", "wall_s", "weights_sha256")}, indent=2))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":

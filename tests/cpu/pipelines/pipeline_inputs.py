@@ -28,7 +28,7 @@ def write_small_files(rows: list[dict], folder: Path, rows_per_file: int) -> Pat
     return folder
 
 
-def kill_mid_run_then_rerun(cmd: list[str], out: Path, env: dict, poll_s: float = 0.5) -> None:
+def kill_mid_run_then_rerun(cmd: list[str], out: Path, env: dict, poll_s: float = 0.05) -> None:
     """Start `cmd`, SIGKILL its process group once the first part is on disk, check it had not
     finished, then run the same command to completion."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -25,14 +25,20 @@ def corpus(warm_corpus, tmp_path_factory):
     return src, [r["id"] for r in picked]
 
 
-# hf: greedy; vllm: sampled at the config's temperature with per-draw seeds (outputs must not depend on batching)
-BACKENDS = {"hf": ["generation.backend=hf", "generation.temperature=0.0"], "vllm": ["generation.backend=vllm"]}
+# hf: greedy; vllm: sampled at the config's temperature with per-draw seeds (outputs must not depend on batching).
+# hf runs every ratio (reference schedule): with two ratios its 12 rows took ~0.5 s after the engine came up, all
+# parts landed in one burst and the kill came after the end (fresh-clone CI, 2026-12-04); ten ratios spread them out.
+BACKENDS = {
+    "hf": ["generation.backend=hf", "generation.temperature=0.0", "pism.schedule=reference",
+           "pism.ratios=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]"],
+    "vllm": ["generation.backend=vllm", "pism.ratios=[0.0, 0.5]"],
+}
 
 
 def _cmd(src, out, model, backend):
     return [sys.executable, "-m", "engine.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
             f"input={src}", f"output={out}", f"generation.model_path={model}", *BACKENDS[backend],
-            "pism.ratios=[0.0, 0.5]", "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", "rows_per_block=2"]
+            "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", "rows_per_block=2"]
 
 
 def _env(ray_session):
