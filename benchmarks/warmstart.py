@@ -26,20 +26,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.config import load_config
-    from rl.warmstart import WarmstartConfig, ensure_warmstart, read_record
+    from rl.warmstart import WarmstartConfig, ensure_warmstart
 
     if args.from_cache:
         cfg = load_config(WarmstartConfig, args.config, args.overrides)
-        model = ensure_warmstart(cfg)
-        record, weights = read_record(model), _sha256(model / "model.safetensors")
+        record = _record_with_weights_hash(ensure_warmstart(cfg))
     else:
         with tempfile.TemporaryDirectory(prefix="gradus-bench-") as cache:
             cfg = load_config(WarmstartConfig, args.config, [*args.overrides, f"cache_dir={cache}"])
-            model = ensure_warmstart(cfg)
-            record, weights = read_record(model), _sha256(model / "model.safetensors")
-    # SFT is deterministic (rl/sft/ray_train.py): two from-scratch builds of one config on one kind of
-    # machine give these very bytes, so the hash says whether a cache holds the build this record describes.
-    record["weights_sha256"] = weights
+            record = _record_with_weights_hash(ensure_warmstart(cfg))  # hashed before the cache is removed
     record.pop("config", None)
     record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     if args.from_cache:
@@ -52,14 +47,18 @@ def main() -> None:
     print(json.dumps({k: record[k] for k in ("overall_acc", "per_family", "accepted", "wall_s", "weights_sha256")}, indent=2))
 
 
-def _sha256(path: Path) -> str:
+def _record_with_weights_hash(model: Path) -> dict:
+    """The build's record plus the sha256 of its weights. SFT is deterministic (rl/sft/ray_train.py): two
+    from-scratch builds of one config on one kind of machine give these very bytes, so the hash says
+    whether a cache holds the build this record describes."""
     import hashlib
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from rl.warmstart import read_record
+
+    record = read_record(model)
+    with open(model / "model.safetensors", "rb") as fh:
+        record["weights_sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return record
 
 
 if __name__ == "__main__":
