@@ -35,7 +35,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def reference_client(backend, samples, cfg, max_in_flight: int = 10):
-    """The seed code's pattern: one request per draw, <= max_in_flight outstanding, per-sample order."""
+    """The seed code's pattern: one request per draw, <= max_in_flight outstanding, per-sample order.
+
+    On a streaming engine (vLLM) each finished draw is judged and its sample's next draw goes in at
+    once. On a batch-only engine (HF) the best this pattern can do is one `generate` call over the
+    <= max_in_flight outstanding draws, then refill.
+    """
     from engine.data.images import ImagePolicy
     from engine.pism.schedule import SampleSchedule
     from engine.pism.scorer import draw_request
@@ -44,34 +49,51 @@ def reference_client(backend, samples, cfg, max_in_flight: int = 10):
     queue = deque(samples)
     in_flight: dict[str, tuple] = {}
     results: dict[str, SampleSchedule] = {}
-    generations = tokens = 0
+    pending: list[tuple] = []  # batch-only engines: the outstanding draws, sent together
+    counts = {"generations": 0, "tokens": 0}
+
+    def judge(sample, sched, i, gen) -> None:
+        counts["generations"] += 1
+        counts["tokens"] += gen.num_tokens
+        sched.record(i, verify(sample.verifier, gen.text, sample.answer, sample.verifier_params).passed)
 
     def submit(sample, images, sched) -> bool:
         nxt = sched.next_draw()
         if nxt is None:
             return False
         i, k = nxt
-        # one request per draw, submitted and stepped by hand: the seed code's client, minus its HTTP hop
-        in_flight[backend.submit(draw_request(cfg, sample, images, i, k))] = (sample, images, sched, i)
+        request = draw_request(cfg, sample, images, i, k)
+        if backend.streaming:
+            # one request per draw, submitted and stepped by hand: the seed code's client, minus its HTTP hop
+            in_flight[backend.submit(request)] = (sample, images, sched, i)
+        else:
+            pending.append((request, sample, images, sched, i))
         return True
 
+    def outstanding() -> int:
+        return len(in_flight) if backend.streaming else len(pending)
+
     def start_next() -> None:
-        while queue and len(in_flight) < max_in_flight:
+        while queue and outstanding() < max_in_flight:
             sample = queue.popleft()
             sched = SampleSchedule(cfg)
             results[sample.id] = sched
             submit(sample, sample.load_images(ImagePolicy()), sched)
 
     start_next()
-    while in_flight:
-        for rid, gen in backend.poll():
-            sample, images, sched, i = in_flight.pop(rid)
-            generations += 1
-            tokens += gen.num_tokens
-            sched.record(i, verify(sample.verifier, gen.text, sample.answer, sample.verifier_params).passed)
-            submit(sample, images, sched)
+    while outstanding():
+        if backend.streaming:
+            for rid, gen in backend.poll():
+                sample, images, sched, i = in_flight.pop(rid)
+                judge(sample, sched, i, gen)
+                submit(sample, images, sched)
+        else:
+            batch, pending[:] = list(pending), []
+            for (_, sample, images, sched, i), gen in zip(batch, backend.generate([b[0] for b in batch])):
+                judge(sample, sched, i, gen)
+                submit(sample, images, sched)
         start_next()
-    return results, generations, tokens
+    return results, counts["generations"], counts["tokens"]
 
 
 def _same(records, schedules) -> bool:
@@ -173,6 +195,8 @@ def _p3(p3_samples, job, gen_dict, stop) -> dict:
     record["p3"] = {"samples": n, "reference_client_s": round(client_s, 1), "engine_path_s": round(engine_s, 1),
                     "engine_path_adaptive_s": round(adaptive_s, 1), "reference_client_samples_per_s": round(n / client_s, 3),
                     "engine_path_samples_per_s": round(n / engine_s, 3), "max_in_flight": 10,
+                    "generations_per_s": {"reference_client": round(client_gens / client_s, 1),
+                                          "engine_path": round(sum(r.generations for r in engine_recs) / engine_s, 1)},
                     "generations": {"reference_client": client_gens, "engine_path": sum(r.generations for r in engine_recs),
                                     "engine_path_adaptive": sum(r.generations for r in adaptive_recs)},
                     "same_outcomes": _same(engine_recs, client)}
@@ -200,6 +224,12 @@ def main() -> None:
     parser.add_argument("--p3-per-family", type=int, default=10, help="P3 and stop-string corpus: samples per task family")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
     parser.add_argument("--parts", nargs="+", default=["p2", "p3"], choices=["p2", "p3"], help="p3 includes the stop-string check")
+    parser.add_argument("--backend", choices=["vllm", "hf"], help="P3's generation backend (default: configs/pism/tiny.yaml's)")
+    parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
+    parser.add_argument("--hf-batch-size", type=int, help="hf backend: most draws per generate call on the engine path")
+    parser.add_argument("--model", help="a model folder to use instead of the cached warm start (e.g. carried to a lent GPU)")
+    parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
+    parser.add_argument("--record-key", help="write this run's record under this key (e.g. a GPU run beside the CPU one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
     args = parser.parse_args()
 
@@ -210,10 +240,11 @@ def main() -> None:
     from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
-    model = ensure_warmstart(ws)
-    corpus = ensure_corpus(ws.synth, cache_root(ws.cache_dir))
+    model = Path(args.model) if args.model else ensure_warmstart(ws)
+    corpus = Path(args.corpus) if args.corpus else ensure_corpus(ws.synth, cache_root(ws.cache_dir))
     job = load_config(PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
-    gen_dict = {**asdict(job.generation), "model_path": str(model), "stop": []}
+    overrides = {k: v for k, v in {"backend": args.backend, "device": args.device, "hf_batch_size": args.hf_batch_size}.items() if v}
+    gen_dict = {**asdict(job.generation), "model_path": str(model), "stop": [], **overrides}
     gen = from_dict(GenerationConfig, gen_dict)
 
     samples = per_family(iter_samples(corpus / "test"), args.per_family)
@@ -224,10 +255,17 @@ def main() -> None:
     if "p3" in args.parts:
         record.update(_p3(p3_samples, job, gen_dict, args.stop))
     record["throughput_machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                                    "backend": gen.backend, "model_id": ws.model.model_id, "temperature": gen.temperature,
-                                    "max_new_tokens": gen.max_new_tokens}
+                                    "accelerator": _accelerator(), "backend": gen.backend, "device": gen.device,
+                                    "hf_batch_size": gen.hf_batch_size if gen.backend == "hf" else None,
+                                    "model_id": ws.model.model_id, "model_path": model.name, "temperature": gen.temperature,
+                                    "max_new_tokens": gen.max_new_tokens, "date": time.strftime("%Y-%m-%d")}
+    merge_results(Path(args.out), {args.record_key: record} if args.record_key else record)
 
-    merge_results(Path(args.out), record)
+
+def _accelerator() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
 
 
 if __name__ == "__main__":
