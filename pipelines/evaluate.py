@@ -16,10 +16,9 @@ What is computed (docs/evaluation.md):
 - accuracy = pass@1 = mean over items of c / n: the expected accuracy of one draw at the
   configured temperature. With temperature 0 and n = 1 it is greedy accuracy.
 - Draw d of item i is seeded `draw_seed(seed, i, 0.0, d)` (engine/pism/masks.py), the seed of
-  PISM's unmasked draw d; every model gets the same seeds (paired draws). vLLM honours a request's
-  seed exactly, so any draw can be reproduced alone; HF samples a batch from one generator, so an
-  item's n draws are generated together in their own batch (seeded with draw 0's seed) and are
-  reproducible as a group, whatever else is in the job.
+  PISM's unmasked draw d; every model gets the same seeds (paired draws). Both backends honour a
+  request's seed exactly (HF through its per-request sampler), so any draw can be reproduced alone,
+  whatever else is in its batch or the job.
 - Errors (data reason codes such as image_corrupt; engine_error; verifier_error) are rows with a
   reason, never wrong answers: excluded from every accuracy and counted in the summary.
 - Deltas (model - baseline) are computed on the items both models evaluated without error.
@@ -128,18 +127,16 @@ def draw_requests(sample, images, n: int, seed: int):
 def sample_and_verify(items: Sequence[tuple], backend, n: int, seed: int) -> list[Draws]:
     """n seeded draws per (sample, images) item, each judged by the item's verifier; one `Draws` per item, in order.
 
-    vLLM (per-request seeds honoured exactly): one call for all items, the engine batching across
-    them; if that call fails, items are retried one by one so only the failing ones become
-    engine_error rows. Other backends (HF: one generator per batch): one call per item, so an
-    item's draws never depend on which other items share its batch.
+    One call for all items, the engine batching across them (per-request seeds: a draw does not
+    depend on its batch); if that call fails, items are retried one by one so only the failing ones
+    become engine_error rows.
     """
-    from engine.generation.vllm_backend import VLLMBackend
     from engine.verifiers import verify_many
 
     results = [Draws() for _ in items]
     requests = [draw_requests(s, imgs, n, seed) for s, imgs in items]
     gens: list[list | None] = [None] * len(items)
-    if isinstance(backend, VLLMBackend) and items:
+    if items:
         try:
             flat = backend.generate([r for reqs in requests for r in reqs])
             gens = [flat[i * n : (i + 1) * n] for i in range(len(items))]
