@@ -23,6 +23,21 @@ T = TypeVar("T")
 _YAML11_FLOAT_GAP = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
+def _yaml12_floats(value: Any) -> Any:
+    """Untyped values (engine kwargs, passed-through sections) read `1e-3` as YAML 1.2 does: a float.
+
+    Typed fields decide for themselves in `_coerce` (a str field keeps the text); here nothing says
+    text was meant, and the tools these values go to (vLLM kwargs, OmegaConf) would want the number.
+    """
+    if isinstance(value, str) and _YAML11_FLOAT_GAP.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _yaml12_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml12_floats(v) for v in value]
+    return value
+
+
 class ConfigError(ValueError):
     pass
 
@@ -79,7 +94,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
-        return value
+        return _yaml12_floats(value)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

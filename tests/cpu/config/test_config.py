@@ -1,4 +1,5 @@
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ class Outer:
     mode: str = "paper"
     inner: Inner = field(default_factory=Inner)
     path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self):
         if self.mode not in ("paper", "code"):
@@ -40,6 +42,9 @@ def test_exponent_floats_without_a_dot_are_floats(tmp_path):
     assert load_config(Outer, None, ["mode=code", "path=1e-3"]).path == "1e-3"  # a str field keeps the text
     with pytest.raises(ConfigError, match="expected float"):
         load_config(Outer, None, ["inner.ratio=1e-3x"])
+    # untyped values (engine kwargs and the like) get YAML 1.2's reading too, nested ones included
+    f.write_text("extra:\n  lr: 1e-3\n  nested: {betas: [9e-1, 2]}\n  name: run-1e3\n")
+    assert load_config(Outer, f).extra == {"lr": 0.001, "nested": {"betas": [0.9, 2]}, "name": "run-1e3"}
 
 
 def test_unknown_keys_and_bad_types_are_errors(tmp_path):
