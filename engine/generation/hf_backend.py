@@ -41,8 +41,8 @@ class HFBackend(GenerationBackend):
         sample = self.cfg.temperature > 0
         seeded = sample and all(r.seed is not None for r in requests)
         if seeded:
-            # Each row from its own generator (like vLLM's per-request seeds): a draw is the same alone or
-            # in any batch, so batching (and resuming) never changes a result.
+            # Each row's noise keyed by its own seed (like vLLM's per-request seeds): a draw is the same
+            # alone or in any batch, so batching (and resuming) never changes a result.
             sampling = dict(do_sample=False, logits_processor=LogitsProcessorList(
                 [PerRequestSampler([r.seed for r in requests], self.cfg.temperature, self.cfg.top_p, self.device)]))
         elif sample:
