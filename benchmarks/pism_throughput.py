@@ -9,7 +9,8 @@ Adds to benchmarks/results/pism.json (keeps P1's keys, written by benchmarks/pis
 - P3 batched_vs_reference_client: samples/s of the engine path (score_samples: every unfinished
   sample's next draw in flight at once) / samples/s of the seed code's request pattern (one
   request per draw, at most 10 in flight, each sample walking its draws in order), both on one
-  vLLM engine with the reference schedule, so the ratio is the request pattern alone. The seed
+  engine (vLLM by default; `--backend hf --device cuda` where a GPU has no vLLM) with the reference
+  schedule, so the ratio is the request pattern alone. The seed
   code talked to an HTTP server; here its pattern drives the same offline engine directly
   (enqueue + step), which spares it the HTTP cost and so favours the baseline.
   `..._adaptive_engine` is the engine path with gradus's default (adaptive) schedule against the
