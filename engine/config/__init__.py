@@ -126,9 +126,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp is float and isinstance(value, str) and _YAML11_FLOAT_GAP.fullmatch(value.strip()):
+    if tp is float and isinstance(value, str):
         # PyYAML resolves floats by YAML 1.1, which wants a dot: `lr: 1e-3` / `lr=1e-3` arrive as str
-        return float(value)
+        value = _yaml12_floats(value)
     if tp in (int, float, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

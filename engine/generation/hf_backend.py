@@ -87,7 +87,7 @@ class PerRequestSampler(LogitsProcessor):
         import torch
 
         self.torch, self.temperature, self.top_p, self.step = torch, temperature, top_p, 0
-        signed = [(int(s) % (1 << 64)) - ((1 << 64) if int(s) % (1 << 64) >= (1 << 63) else 0) for s in seeds]
+        signed = [(int(s) + (1 << 63)) % (1 << 64) - (1 << 63) for s in seeds]  # any int -> its int64 bits
         self.keys = _mix64(torch.tensor(signed, dtype=torch.int64, device=device))
 
     def __call__(self, input_ids, scores):
