@@ -26,7 +26,10 @@ stream per method.
 Writes benchmarks/results/mixture.json:
 - planted_recovery_l1: mean L1(proposed, planted) of the sequential search at `total_runs`
   (and _median, _max), planted_regret: mean s(w*) - s(proposed) on the noise-free surface;
-- one_shot_random, one_shot_d_optimal: the same measures at the same total runs;
+- one_shot_random, one_shot_d_optimal: the same measures at the same total runs; one_shot_random
+  also has the surrogate's reported error (nested_cv_rmse_mean), the optimistic least LOO error
+  over the ridge grid (loo_rmse_at_ridge_mean) and what both estimate (holdout_rmse_mean: the RMS
+  error of predicting a fresh noisy run at new mixtures drawn like the runs);
 - sequential_criteria: the final L1 for each next_runs criterion (and the maximum included);
 - baselines: best observed run, uniform, heuristics (from the one-shot random runs);
 - sweep: mean L1 per (method, surface, noise, total runs), including a misspecified surface
@@ -88,10 +91,13 @@ def trial(seed: int, *, n: int, noise: float, random_runs: int, anchor: str, boo
     W = np.vstack([np.array(list(seed_designs(domains).values())), rng.dirichlet(np.ones(n), size=random_runs)])
     y = score(W) + rng.normal(scale=noise, size=len(W))
     runs = Runs(domains, W, y, [str(i) for i in range(len(W))])
-    out = propose_mixture(runs, SurrogateConfig(bootstrap=bootstrap, seed=seed))
+    cfg = SurrogateConfig(bootstrap=bootstrap, seed=seed)
+    out = propose_mixture(runs, cfg)
     w = np.array([out["weights"][d] for d in domains])
     rec = {"l1": float(np.abs(w - w_star).sum()), "regret": float(BEST_SCORE - score(w)[0]),
-           "predicted_minus_true": out["predicted_score"] - float(score(w)[0]), "loo_rmse": out["uncertainty"]["loo_rmse"]}
+           "predicted_minus_true": out["predicted_score"] - float(score(w)[0]),
+           "nested_cv_rmse": out["uncertainty"]["nested_cv_rmse"], "loo_rmse_at_ridge": out["model"]["loo_rmse_at_ridge"],
+           "holdout_rmse": holdout_rmse(runs, cfg, score, noise, seed)}
     if bootstrap:
         rec["bootstrap_l1_median"] = out["uncertainty"]["weights_l1_median"]
         others = {"best_observed_run": W[int(np.argmax(y))], "uniform": np.full(n, 1.0 / n)}
@@ -103,6 +109,21 @@ def trial(seed: int, *, n: int, noise: float, random_runs: int, anchor: str, boo
                 rec[f"{name}_l1"] = float(np.abs(v - w_star).sum())
                 rec[f"{name}_regret"] = float(BEST_SCORE - score(v)[0])
     return rec
+
+
+def holdout_rmse(runs, cfg, score, noise: float, seed: int, count: int = 4000) -> float:
+    """What the CV errors estimate: the RMS error of the fitted surrogate's prediction of a fresh noisy
+    run, at new mixtures drawn like the runs (the seed designs and Dirichlet(1) points)."""
+    from engine.shaping.mixture_search import fit_scheffe, seed_designs
+
+    model = fit_scheffe(runs, cfg)
+    rng = np.random.default_rng([seed, 3])
+    n = len(runs.domains)
+    designs = np.array(list(seed_designs(runs.domains).values()))
+    share = len(designs) / len(runs.scores)  # the runs' own mix of seed designs and random mixtures
+    picks = rng.random(count) < share
+    W = np.where(picks[:, None], designs[rng.integers(len(designs), size=count)], rng.dirichlet(np.ones(n), size=count))
+    return float(np.sqrt(np.mean((score(W) - model.predict(W)) ** 2) + noise ** 2))
 
 
 def _matrix(proposed: list[dict], domains: list[str]) -> np.ndarray:
@@ -204,7 +225,7 @@ def main() -> None:
                 "regret_mean": round(float(np.mean([r["regret"] for r in rows])), 5)}
 
     sb = args.sweep_bootstrap
-    for shape, noises, budgets in (("quadratic", (0.0025, 0.005, 0.01), (31, 51, 91)), ("cubic", (0.0, 0.005), (31, 51))):
+    for shape, noises, budgets in (("quadratic", (0.0025, 0.005, 0.01), (31, 51, 91)), ("cubic", (0.0, 0.005, 0.01), (31, 51))):
         for noise in noises:
             for runs in budgets:
                 kw = dict(n=n, noise=noise, anchor="vertex", shape=shape, bootstrap=sb, total=runs)
@@ -224,7 +245,8 @@ def main() -> None:
                   f"{seq['argmax'][0]['rounds']} rounds of {args.batch} runs proposed by next_runs (criterion argmax)",
         "target_l1": 0.05,
         "target_met": bool(head["l1"] <= 0.05),
-        "one_shot_random": {**_stats(one_shot), "loo_rmse_mean": mean["loo_rmse"],
+        "one_shot_random": {**_stats(one_shot), "nested_cv_rmse_mean": mean["nested_cv_rmse"],
+                            "loo_rmse_at_ridge_mean": mean["loo_rmse_at_ridge"], "holdout_rmse_mean": mean["holdout_rmse"],
                             "method": f"{2 * n + 1} seed designs + {args.random_runs} Dirichlet(1) mixtures, fitted once"},
         "one_shot_d_optimal": {**_stats(designed), "method": f"{2 * n + 1} seed designs + {total - 2 * n - 1} D-optimal mixtures, fitted once"},
         "sequential_criteria": {k: _stats(v) for k, v in seq.items()},
@@ -237,7 +259,8 @@ def main() -> None:
             "curvature": "eigenvalues U[0.5, 1.5], scaled so single-domain runs average the base score",
             "optimum_score": BEST_SCORE, "single_domain_mean_score": BASE_SCORE, "bootstrap": args.bootstrap,
             "sweep_bootstrap": sb,
-            "surrogate": "Scheffé quadratic, ridge by exact LOO-CV (1e-6..1e2, 33 points), exact maximum over all faces",
+            "surrogate": "Scheffé quadratic, ridge by exact LOO-CV (1e-6..1e2, 33 points), exact maximum over all faces; "
+                         "error reported by nested CV; every bootstrap resample re-selects the ridge",
             "next_runs": "NextRunsConfig defaults (2000 candidates: seed designs, {5,9} simplex lattice, Dirichlet(1)); seed = trial seed",
             "noise_streams": "one-shot random: the surface's own stream (as before); searched runs: numpy default_rng([seed, 1])",
         },

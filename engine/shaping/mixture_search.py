@@ -4,7 +4,9 @@ Past runs are (weights on the simplex, eval score) pairs. The surrogate is the S
 mixture model  f(w) = sum_i b_i w_i + sum_{i<j} b_ij w_i w_j  (no intercept: on the simplex a
 constant is sum_i c w_i, so MoDoMoDo's [1, w, w (x) w] design is rank-deficient there; this one is
 not). It is fitted by ridge with the strength chosen by exact leave-one-out CV and maximised on
-the simplex (exactly, over every face, for up to `exact_max_domains` domains).
+the simplex (exactly, over every face, for up to `exact_max_domains` domains). Its reported
+prediction error is nested CV (the ridge re-chosen without the held-out run), and each bootstrap
+resample re-chooses the ridge too: the minimum LOO error over the grid is optimistic.
 """
 from __future__ import annotations
 
@@ -180,10 +182,12 @@ class ScheffeModel:
     linear: np.ndarray  # b_i
     interactions: np.ndarray  # (n, n) strictly upper triangular: b_ij at [i, j], i < j
     ridge: float
-    loo_rmse: float  # root mean squared leave-one-out prediction error at `ridge`
+    loo_rmse: float  # LOO RMSE at `ridge`: the least over the grid, so optimistic (it chose the ridge)
     fit_rmse: float
     loo_r2: float
     ridge_path: dict[float, float] = field(default_factory=dict)  # ridge -> LOO RMSE
+    nested_cv_rmse: float = math.nan  # RMS error of the whole fit (ridge choice included) on held-out runs
+    nested_cv_r2: float = math.nan
 
     def predict(self, W: np.ndarray) -> np.ndarray:
         W = np.atleast_2d(W)
@@ -196,14 +200,62 @@ class ScheffeModel:
         return out
 
 
-def _ridge_solve(Z: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients and hat-matrix diagonal; column 0 (the intercept) is not penalised."""
-    penalty = np.full(Z.shape[1], lam)
-    penalty[0] = 0.0
-    A = Z.T @ Z + np.diag(penalty)
-    coef = np.linalg.solve(A, Z.T @ y)
-    hat = np.einsum("ij,ji->i", Z, np.linalg.solve(A, Z.T))
-    return coef, hat
+def ridge_grid(cfg: SurrogateConfig) -> np.ndarray:
+    return np.geomspace(cfg.ridge_min, cfg.ridge_max, cfg.ridge_points)
+
+
+def _ridge_operators(Z: np.ndarray, lams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per strength: the linear map scores -> coefficients (G, 1 + p, m) and the hat-matrix diagonal (G, m).
+
+    Column 0 of Z (the intercept) is not penalised, which is ridge on the centred terms with the
+    intercept from the means; one SVD of the centred terms serves the whole grid.
+    """
+    m = len(Z)
+    mean = Z[:, 1:].mean(axis=0)
+    U, s, Vt = np.linalg.svd(Z[:, 1:] - mean, full_matrices=False)
+    shrink = s / (s ** 2 + lams[:, None])  # (G, k); 0 along directions the runs do not span
+    slopes = np.einsum("kj,gk,ik->gji", Vt, shrink, U)  # (G, p, m)
+    intercept = 1.0 / m - np.einsum("j,gji->gi", mean, slopes)  # (G, m)
+    hat = 1.0 / m + (U ** 2) @ (s * shrink).T  # (m, G)
+    return np.concatenate([intercept[:, None, :], slopes], axis=1), hat.T
+
+
+def _loo_path(Z: np.ndarray, Y: np.ndarray, lams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (G, 1 + p, B) and exact leave-one-out RMSE e_i / (1 - h_ii) (G, B) for each score column of Y."""
+    maps, hat = _ridge_operators(Z, lams)
+    coef = maps @ Y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loo = (Y[None] - Z @ coef) / (1.0 - hat)[:, :, None]
+        rmse = np.sqrt(np.mean(loo ** 2, axis=1))
+    # leverage 1: the fit passes through that run whatever its score, so its LOO error is unbounded
+    rmse[np.any(hat > 1 - 1e-9, axis=1)] = math.inf
+    return coef, rmse
+
+
+def _select_ridge(Z: np.ndarray, Y: np.ndarray, lams: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each score column: the grid index with the least LOO error (the first of ties), its coefficients (B, 1 + p), the LOO path."""
+    coef, rmse = _loo_path(Z, Y, lams)
+    best = np.argmin(rmse, axis=0)
+    return best, coef[best, :, np.arange(Y.shape[1])], rmse
+
+
+def nested_cv_errors(W: np.ndarray, y: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """Outer leave-one-out errors of the whole fit: each run predicted by a model whose ridge was
+    chosen (inner LOO) and fitted on the other runs alone. NaN with fewer than 2 runs."""
+    m = len(y)
+    errors = np.full(m, math.nan)
+    for i in range(m if m >= 2 else 0):
+        keep = np.arange(m) != i
+        Z, scale = _design(W[keep])
+        _, coef, _ = _select_ridge(Z, y[keep, None], lams)
+        errors[i] = y[i] - np.concatenate([[1.0], scheffe_features(W[i])[0] / scale]) @ coef[0]
+    return errors
+
+
+def _r2(rmse: float, y: np.ndarray) -> float:
+    """1 - MSE / variance of the scores (NaN when the scores do not vary or the error is undefined)."""
+    spread = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - rmse ** 2 * len(y) / spread if spread > 0 and math.isfinite(rmse) else math.nan
 
 
 def _design(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,33 +279,20 @@ def fit_scheffe(runs: Runs, cfg: SurrogateConfig) -> ScheffeModel:
     """Ridge fit; the strength minimises the exact leave-one-out error e_i / (1 - h_ii) over the grid.
 
     The intercept is not penalised, so ridge shrinks towards the mean score rather than towards 0.
+    That least LOO error is biased low by the choice itself, so the model also carries the nested
+    CV error (`nested_cv_errors`), the estimate to report.
     """
     require_enough_runs(runs)
     W, y = runs.weights, runs.scores
     Z, scale = _design(W)
-    path: dict[float, float] = {}
-    best = None
-    for lam in np.geomspace(cfg.ridge_min, cfg.ridge_max, cfg.ridge_points):
-        coef, hat = _ridge_solve(Z, y, float(lam))
-        resid = y - Z @ coef
-        # leverage 1: the fit passes through that run whatever its score, so its LOO error is unbounded
-        rmse = math.inf if np.any(hat > 1 - 1e-9) else float(np.sqrt(np.mean((resid / (1.0 - hat)) ** 2)))
-        path[float(lam)] = rmse
-        if best is None or rmse < best[0]:
-            best = (rmse, float(lam), coef, resid)
-    rmse, lam, coef, resid = best
+    lams = ridge_grid(cfg)
+    best, coef, path = _select_ridge(Z, y[:, None], lams)
+    rmse, coef = float(path[best[0], 0]), coef[0]
+    resid = y - Z @ coef
     linear, inter = _unscale(coef, scale, W.shape[1])
-    spread = float(np.sum((y - y.mean()) ** 2))
-    loo_r2 = 1.0 - rmse ** 2 * len(y) / spread if spread > 0 and math.isfinite(rmse) else float("nan")
-    return ScheffeModel(list(runs.domains), linear, inter, lam, rmse, float(np.sqrt(np.mean(resid ** 2))), loo_r2, path)
-
-
-def fit_at_ridge(runs: Runs, ridge: float) -> ScheffeModel:
-    """A refit at a given strength (no CV, no run-count checks): the bootstrap's inner loop."""
-    Z, scale = _design(runs.weights)
-    coef, _ = _ridge_solve(Z, runs.scores, ridge)
-    linear, inter = _unscale(coef, scale, runs.weights.shape[1])
-    return ScheffeModel(list(runs.domains), linear, inter, ridge, math.nan, math.nan, math.nan)
+    nested = float(np.sqrt(np.mean(nested_cv_errors(W, y, lams) ** 2)))
+    return ScheffeModel(list(runs.domains), linear, inter, float(lams[best[0]]), rmse, float(np.sqrt(np.mean(resid ** 2))),
+                        _r2(rmse, y), {float(k): float(v) for k, v in zip(lams, path[:, 0])}, nested, _r2(nested, y))
 
 
 def require_enough_runs(runs: Runs) -> None:
@@ -368,29 +407,33 @@ def _as_weights(domains: Sequence[str], w: np.ndarray) -> dict[str, float]:
 
 
 def bootstrap_models(runs: Runs, model: ScheffeModel, cfg: SurrogateConfig) -> list[ScheffeModel]:
-    """Residual-bootstrap refits at the chosen ridge (cfg.bootstrap of them, seeded by cfg.seed).
+    """Residual-bootstrap refits (cfg.bootstrap of them, seeded by cfg.seed), each choosing its own ridge by LOO.
 
     The run mixtures are a design, not a random sample, so they stay fixed; each resample adds
-    leverage-corrected residuals r_i / sqrt(1 - h_ii), drawn with replacement, to the fitted scores.
+    leverage-corrected residuals r_i / sqrt(1 - h_ii) of the fitted model, drawn with replacement,
+    to its fitted scores. The ridge choice is part of the fit, so its variability is resampled too.
     """
     if cfg.bootstrap == 0:
         return []
-    Z, _ = _design(runs.weights)
-    coef, hat = _ridge_solve(Z, runs.scores, model.ridge)
-    fitted = Z @ coef
-    resid = (runs.scores - fitted) / np.sqrt(np.maximum(1.0 - hat, 1e-9))
+    Z, scale = _design(runs.weights)
+    maps, hat = _ridge_operators(Z, np.array([model.ridge]))
+    fitted = Z @ (maps[0] @ runs.scores)
+    resid = (runs.scores - fitted) / np.sqrt(np.maximum(1.0 - hat[0], 1e-9))
     resid -= resid.mean()
     rng = np.random.default_rng([cfg.seed, 1])
+    Y = np.stack([fitted + rng.choice(resid, size=len(resid), replace=True) for _ in range(cfg.bootstrap)], axis=1)
+    lams = ridge_grid(cfg)
+    best, coefs, path = _select_ridge(Z, Y, lams)
     out = []
-    for _ in range(cfg.bootstrap):
-        noisy = fitted + rng.choice(resid, size=len(resid), replace=True)
-        out.append(fit_at_ridge(Runs(runs.domains, runs.weights, noisy, runs.names), model.ridge))
+    for b, (k, coef) in enumerate(zip(best, coefs)):
+        linear, inter = _unscale(coef, scale, runs.weights.shape[1])
+        out.append(ScheffeModel(list(runs.domains), linear, inter, float(lams[k]), float(path[k, b]), math.nan, math.nan))
     return out
 
 
 def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg: SurrogateConfig,
                      boots: list[ScheffeModel] | None = None, argmaxes: list[np.ndarray] | None = None) -> dict:
-    """Residual bootstrap at the chosen ridge: spread of the argmax, and of the prediction at the proposal."""
+    """Residual bootstrap: spread of the argmax, of the prediction at the proposal, and of the ridges the refits chose."""
     boots = bootstrap_models(runs, model, cfg) if boots is None else boots
     if not boots:
         return {}
@@ -398,6 +441,7 @@ def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg:
     preds = [float(b.predict(proposal)[0]) for b in boots]
     A = np.array(argmaxes)
     l1 = np.abs(A - proposal).sum(axis=1)
+    ridges = [b.ridge for b in boots]
     return {
         "resamples": cfg.bootstrap,
         "weights_std": _as_weights(runs.domains, A.std(axis=0)),
@@ -405,6 +449,9 @@ def bootstrap_spread(runs: Runs, model: ScheffeModel, proposal: np.ndarray, cfg:
         "weights_l1_p90": round(float(np.quantile(l1, 0.9)), 6),
         "predicted_score_std": round(float(np.std(preds)), 6),
         "predicted_score_p05_p95": [round(float(np.quantile(preds, 0.05)), 6), round(float(np.quantile(preds, 0.95)), 6)],
+        # grid values (no interpolation between strengths), 3 significant digits like ridge_path's keys
+        "ridge_p05_p95": [float(f"{np.quantile(ridges, 0.05, method='lower'):.3g}"),
+                          float(f"{np.quantile(ridges, 0.95, method='higher'):.3g}")],
     }
 
 
@@ -433,14 +480,15 @@ def propose_mixture(runs: Runs, cfg: SurrogateConfig, fit: SurrogateFit | None =
         "weights": _as_weights(runs.domains, w),
         "predicted_score": round(predicted, 6),
         "uncertainty": {
-            "loo_rmse": _finite(model.loo_rmse),
-            "loo_r2": _finite(model.loo_r2),
+            "nested_cv_rmse": _finite(model.nested_cv_rmse),
+            "nested_cv_r2": _finite(model.nested_cv_r2),
             **bootstrap_spread(runs, model, w, cfg, fit.boots, fit.boot_weights),
         },
         "model": {
             "terms": term_count(len(runs.domains)),
             "runs": int(len(runs.scores)),
             "ridge": model.ridge,
+            "loo_rmse_at_ridge": _finite(model.loo_rmse),
             "fit_rmse": round(model.fit_rmse, 6),
             "coefficients": {k: round(v, 6) for k, v in model.coefficients().items()},
             "ridge_path": {f"{k:.3g}": _finite(v) for k, v in model.ridge_path.items()},
@@ -641,9 +689,9 @@ def propose_next_runs(runs: Runs, cfg: SurrogateConfig, nxt: NextRunsConfig, fit
         why = "locates the maximum" if A is not None else "D-optimal: improves the fit"
         for j in picks:
             add(C[j], why, model)
-        if A is not None and math.isfinite(model.loo_rmse):
-            # delta-method RMS error (L2) of the maximiser, noise sd taken as the LOO RMSE
+        if A is not None and math.isfinite(model.nested_cv_rmse):
+            # delta-method RMS error (L2) of the maximiser, noise sd taken as the nested CV RMSE (not the optimistic LOO minimum)
             now = float(np.trace(A @ _inverse_information(X, p)))
-            info["argmax_rmse_now"] = round(model.loo_rmse * math.sqrt(now), 6)
-            info["argmax_rmse_after"] = round(model.loo_rmse * math.sqrt(after), 6)
+            info["argmax_rmse_now"] = round(model.nested_cv_rmse * math.sqrt(now), 6)
+            info["argmax_rmse_after"] = round(model.nested_cv_rmse * math.sqrt(after), 6)
     return {**info, "runs": out}

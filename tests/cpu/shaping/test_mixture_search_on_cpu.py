@@ -17,6 +17,7 @@ from engine.shaping.mixture_search import (
     argmax_jacobian,
     candidate_mixtures,
     fit_scheffe,
+    fit_surrogate,
     leave_one_out_norm,
     maximise_on_simplex,
     pair_indices,
@@ -120,7 +121,51 @@ def test_surrogate_recovers_a_planted_optimum(seed):
     assert np.abs(w - w_star).sum() < 0.05
     assert out["predicted_score"] == pytest.approx(0.5, abs=0.003) and score(w)[0] == pytest.approx(0.5, abs=1e-3)
     unc = out["uncertainty"]
-    assert 0 < unc["loo_rmse"] < 0.01 and unc["resamples"] == 20 and unc["weights_l1_median"] < 0.1
+    assert 0 < unc["nested_cv_rmse"] < 0.01 and unc["resamples"] == 20 and unc["weights_l1_median"] < 0.1
+
+
+def _noise_only_runs(seed, n=3, m=16, sd=0.01):
+    """Scores that do not depend on the mixture: any ridge the grid offers can only fit noise, so the
+    least LOO error over the grid is a selection-biased (optimistic) estimate of the prediction error."""
+    rng = np.random.default_rng([seed, 22])
+    domains = [f"d{i}" for i in range(n)]
+    W = np.vstack([np.array(list(seed_designs(domains).values())), rng.dirichlet(np.ones(n), size=m - 2 * n - 1)])
+    return Runs(domains, W, 0.5 + rng.normal(scale=sd, size=len(W)), [str(i) for i in range(len(W))])
+
+
+def test_reported_error_is_nested_cv_of_the_whole_procedure():
+    """Outer leave-one-out around the full fit (ridge chosen by inner LOO on the other runs), checked by brute force."""
+    runs, _, _ = planted(3, 2, noise=0.01, n_random=10)
+    model = fit_scheffe(runs, FAST)
+    errors = []
+    for i in range(len(runs.scores)):
+        keep = np.arange(len(runs.scores)) != i
+        inner = fit_scheffe(Runs(runs.domains, runs.weights[keep], runs.scores[keep], [""] * int(keep.sum())), FAST)
+        errors.append(runs.scores[i] - inner.predict(runs.weights[i])[0])
+    assert model.nested_cv_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-9)
+    out = propose_mixture(runs, FAST)
+    assert out["uncertainty"]["nested_cv_rmse"] == pytest.approx(model.nested_cv_rmse, abs=1e-6)
+    assert out["model"]["loo_rmse_at_ridge"] == pytest.approx(min(model.ridge_path.values()), abs=1e-6)
+
+
+def test_nested_cv_error_is_not_below_the_optimistic_minimum_loo():
+    nested, least = [], []
+    for seed in range(10):
+        out = propose_mixture(_noise_only_runs(seed), FAST)
+        nested.append(out["uncertainty"]["nested_cv_rmse"])
+        least.append(min(v for v in out["model"]["ridge_path"].values() if v is not None))
+    assert np.mean(nested) > 1.02 * np.mean(least)  # today's report was the minimum itself
+    assert sum(a >= b for a, b in zip(nested, least)) >= 8
+
+
+def test_bootstrap_reselects_the_ridge_in_every_resample():
+    runs = _noise_only_runs(0, n=4, m=24, sd=0.02)  # a flat LOO curve: each resample's noise picks its own ridge
+    fit = fit_surrogate(runs, SurrogateConfig(bootstrap=40))
+    grid = np.geomspace(1e-6, 100.0, 33)
+    ridges = [b.ridge for b in fit.boots]
+    assert len(set(ridges)) > 3 and all(np.isclose(grid, r).any() for r in ridges)
+    unc = propose_mixture(runs, SurrogateConfig(bootstrap=40), fit)["uncertainty"]
+    assert unc["ridge_p05_p95"][0] < unc["ridge_p05_p95"][1]
 
 
 def _design_runs(scores):
