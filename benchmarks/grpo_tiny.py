@@ -8,7 +8,8 @@ Writes benchmarks/results/grpo_tiny.json with:
   `repeats` independent draws shaped exactly like one reward window (reward_window steps x
   prompts_per_step random training prompts x group_size responses at the training temperature),
   scored through the same entrypoint; `window_sd` is the std of those window means, and the
-  difference of two independent windows has sd sqrt(2) * window_sd. `beyond_noise` says whether
+  difference of two independent windows has sd sqrt(2) * window_sd (rl/grpo/reward_noise.py, the
+  computation the main job's train_reward_margin_sd uses too). `beyond_noise` says whether
   reward_last - reward_first > 2 * sqrt(2) * window_sd (two standard deviations of the difference);
 - seeds: the same run with other seeds (their reward_first / reward_last / margin), the
   run-to-run spread of the whole training outcome;
@@ -21,10 +22,8 @@ Run: .venv/bin/python benchmarks/grpo_tiny.py [--steps N] [--seeds 0 1] [--repea
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import random
 import statistics
 import time
 from pathlib import Path
@@ -35,65 +34,6 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "grpo" / "tiny_trl.yaml"
 
 
-class Sampler:
-    """Sampling exactly as TRL's GRPOTrainer samples on its transformers path (top_k=0, the image token
-    suppressed, the job's temperature / top_p / max_new_tokens), so noise windows match training ones.
-    (gradus's HF backend leaves transformers' default top_k=50 on when sampling: not the same law.)"""
-
-    def __init__(self, model_path: Path, temperature: float, top_p: float, max_new_tokens: int, batch: int = 64):
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.torch = torch
-        self.processor = AutoProcessor.from_pretrained(str(model_path), local_files_only=True, padding_side="left")
-        self.processor.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model_path), local_files_only=True, dtype=torch.float32).eval()
-        self.kw = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
-                       suppress_tokens=[self.model.config.image_token_id], pad_token_id=self.processor.tokenizer.pad_token_id,
-                       eos_token_id=self.processor.tokenizer.eos_token_id)
-        self.batch = batch
-
-    def generate(self, chats: list, images: list, seed: int) -> list[str]:
-        torch = self.torch
-        out = []
-        for start in range(0, len(chats), self.batch):
-            texts = [self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats[start : start + self.batch]]
-            imgs = [i for group in images[start : start + self.batch] for i in group]
-            inputs = self.processor(text=texts, images=imgs or None, return_tensors="pt", padding=True)
-            torch.manual_seed(seed + start)
-            with torch.inference_mode():
-                ids = self.model.generate(**inputs, **self.kw)
-            out.extend(self.processor.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
-        return out
-
-
-def sampled_rewards(sampler: Sampler, rows, picks: list[list[int]], group: int, seed: int, reward_cfg: str) -> list[float]:
-    """Mean reward per pick list: each row index in a list gets `group` sampled responses, scored by compute_score."""
-    from engine.data.images import ImagePolicy
-    from engine.data.sample import Message
-    from engine.model.chat import to_chat
-    from rl.grpo.trl_dataset import decode_images
-    from rl.reward import compute_score
-
-    policy = ImagePolicy()
-    means = []
-    for rep, idx in enumerate(picks):
-        chats, images, meta = [], [], []
-        for i in idx:
-            row = rows[i]
-            imgs = decode_images(row["images"], policy)
-            chat = to_chat([Message(m["role"], m["content"]) for m in row["prompt"]], imgs)
-            for _ in range(group):
-                chats.append(chat)
-                images.append(imgs)
-                meta.append(row)
-        texts = sampler.generate(chats, images, seed * 100_003 + rep * 1_009)
-        scores = [compute_score(row["data_source"], t, row["reward_model"]["ground_truth"], row["extra_info"], reward_config=reward_cfg)["score"]
-                  for t, row in zip(texts, meta)]
-        means.append(sum(scores) / len(scores))
-    return means
-
-
 def greedy_backend(model_path: Path, max_new_tokens: int):
     from engine.generation.base import GenerationConfig
     from engine.generation.hf_backend import HFBackend
@@ -102,13 +42,14 @@ def greedy_backend(model_path: Path, max_new_tokens: int):
                                       max_new_tokens=max_new_tokens, hf_batch_size=64, device="cpu"))
 
 
-def heldout(model_path: Path, test_rows, test_samples, cfg, repeats: int, seed: int, reward_cfg: str) -> dict:
+def heldout(model_path: Path, test_rows, test_samples, cfg, repeats: int, seed: int) -> dict:
     from engine.evaluation import evaluate_samples
+    from rl.grpo.reward_noise import Sampler, sampled_rewards, scorer
 
     a, n_tok = cfg.algorithm, cfg.data.max_response_length
     greedy = evaluate_samples(greedy_backend(model_path, n_tok), test_samples)
     every = [list(range(len(test_rows)))] * repeats
-    sampled = sampled_rewards(Sampler(model_path, a.temperature, a.top_p, n_tok), test_rows, every, 1, seed, reward_cfg)
+    sampled = sampled_rewards(Sampler(model_path, a.temperature, a.top_p, n_tok), test_rows, every, 1, seed, scorer(cfg))
     return {
         "greedy_acc": round(greedy.overall_acc, 4),
         "greedy_acc_per_task": {k: round(v, 4) for k, v in greedy.per_family.items()},
@@ -135,15 +76,14 @@ def main() -> None:
     from engine.config import load_config, to_dict
     from engine.data.shards import iter_samples
     from rl.grpo.config import GrpoJobConfig
-    from rl.grpo.sources import parse_source, repo_path, resolve_data, resolve_model
+    from rl.grpo.sources import parse_source, resolve_data, resolve_model
+    from rl.grpo.reward_noise import measure_noise
     from rl.grpo.trl_backend import run_trl_grpo
     from rl.grpo.trl_dataset import read_verl_rows
 
     overrides = [f"algorithm.steps={args.steps}"] if args.steps else []
     base_cfg = load_config(GrpoJobConfig, CONFIG, overrides)
     torch.set_num_threads(base_cfg.trl.torch_threads or 1)
-    a = base_cfg.algorithm
-    reward_cfg = str(repo_path(base_cfg.reward.config))
     out_root = Path(args.out_dir)
     started = time.time()
 
@@ -157,18 +97,9 @@ def main() -> None:
     initial_model, model_id = resolve_model(base_cfg.model_path)
     final_model = Path(head["output_model"])
 
-    # Noise: initial model, windows shaped like the training windows, same prompts pool.
+    # Noise: initial model, windows shaped like the training windows, same prompts pool (rl/grpo/reward_noise.py).
     k = head["reward_window"]
-    train_rows = read_verl_rows(Path(head["train_data"]))
-    rng = random.Random(12345)
-    picks = [rng.sample(range(len(train_rows)), min(len(train_rows), k * a.prompts_per_step)) for _ in range(args.repeats)]
-    t0 = time.time()
-    windows = sampled_rewards(Sampler(initial_model, a.temperature, a.top_p, base_cfg.data.max_response_length), train_rows, picks,
-                              a.group_size, 7, reward_cfg)
-    noise_s = time.time() - t0
-    window_sd = statistics.stdev(windows)
-    diff_sd = math.sqrt(2) * window_sd
-    margin = head["reward_last"] - head["reward_first"]
+    margin = measure_noise(base_cfg, head, args.repeats)
 
     # Held-out: test split of the trained families, before and after.
     src, sel = parse_source(base_cfg.data.train)
@@ -180,8 +111,8 @@ def main() -> None:
     test_rows = read_verl_rows(test_file)
     test_samples = list(iter_samples(test_dir))
     t0 = time.time()
-    before = heldout(initial_model, test_rows, test_samples, base_cfg, 4, 11, reward_cfg)
-    after = heldout(final_model, test_rows, test_samples, base_cfg, 4, 11, reward_cfg)
+    before = heldout(initial_model, test_rows, test_samples, base_cfg, 4, 11)
+    after = heldout(final_model, test_rows, test_samples, base_cfg, 4, 11)
     heldout_s = time.time() - t0
 
     rows = _metrics(Path(head["files"]["metrics"]))
@@ -198,18 +129,17 @@ def main() -> None:
         "reward_definition": "mean of TRL's per-step batch-mean reward (compute_score score, configs/reward/boxed.yaml: 1 if the "
                              "boxed answer verifies, else 0) over the first / last reward_window = clamp(steps // 5, 1, 10) steps",
         "step_s_mean": head["step_s_mean"],
-        "margin": round(margin, 4),
+        "margin": margin["margin"],
         "noise": {
-            "method": f"initial model, {args.repeats} independent windows of {k} steps x {a.prompts_per_step} random training prompts x "
-                      f"{a.group_size} responses at T={a.temperature}; sd of the window mean; a difference of two windows has sd sqrt(2) x that",
-            "window_means": [round(w, 4) for w in windows],
-            "window_mean": round(statistics.mean(windows), 4),
-            "window_sd": round(window_sd, 4),
-            "diff_sd": round(diff_sd, 4),
-            "wall_s": round(noise_s, 1),
+            "method": margin["noise"]["method"],
+            "window_means": margin["noise"]["window_means"],
+            "window_mean": margin["window_mean"],
+            "window_sd": margin["window_sd"],
+            "diff_sd": margin["diff_sd"],
+            "wall_s": margin["noise"]["wall_s"],
         },
-        "beyond_noise": margin > 2 * diff_sd,
-        "margin_in_diff_sd": round(margin / diff_sd, 2) if diff_sd > 0 else None,
+        "beyond_noise": margin["beyond_noise"],
+        "margin_in_diff_sd": margin["margin_in_diff_sd"],
         "seeds": [{"seed": r["seed"], "reward_first": r["summary"]["reward_first"], "reward_last": r["summary"]["reward_last"],
                    "margin": round(r["summary"]["reward_last"] - r["summary"]["reward_first"], 4),
                    "acc_first": r["summary"]["acc_first"], "acc_last": r["summary"]["acc_last"], "kl_last": r["summary"]["kl_last"],

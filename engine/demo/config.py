@@ -51,6 +51,7 @@ class DemoConfig:
         "sft_grpo": ArmConfig("sft_mid_grpo_hard"),
     })
     heatmaps_per_task: int = 1  # CMAB attention heatmaps in the report
+    noise_repeats: int = 8  # noise windows per GRPO stage for train_reward_margin_sd (rl/grpo/reward_noise.py); 0: not measured
 
     def validate(self) -> None:
         if not self.model or not self.pool or not self.heldout or not self.out_dir:
@@ -69,3 +70,5 @@ class DemoConfig:
                 raise ConfigError(f"demo.{name}.config is required (the stage's recipe YAML)")
         if self.heldout_limit < 0:
             raise ConfigError("demo.heldout_limit must be >= 0")
+        if self.noise_repeats < 0 or self.noise_repeats == 1:
+            raise ConfigError("demo.noise_repeats must be 0 (not measured) or >= 2 (an sd needs two windows)")

@@ -1,7 +1,9 @@
 """The main job's report: one offline HTML file (PNGs inlined) plus the PNGs beside it in <out>/report/.
 
 Sections: corpus, PISM (survival, buckets), CMAB (rho-bar, heatmaps), PISM vs CMAB agreement,
-selections, training curves, held-out accuracy per task and pass@k, the comparison table.
+selections, training curves, the GRPO mechanism per arm (informative share per step, margin over
+noise, generations spent; engine/demo/measures.py), held-out accuracy per task and pass@k, the
+comparison table.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pandas as pd
 
 from engine.demo.compare import comparison_rows, reading
 from engine.demo.config import DemoConfig
+from engine.demo.measures import informative_curves, measure_arms
 
 
 def _plt():
@@ -110,6 +113,43 @@ def plot_reward_curves(train: dict[str, dict], path: Path) -> Path | None:
     return _save(plt, fig, path)
 
 
+def plot_informative_share(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """Share of prompt groups whose rewards differ (the only ones GRPO learns from), per step, one line per arm."""
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    for label, points in curves.items():
+        ax.plot([p[0] for p in points], [p[1] for p in points], lw=1.2, marker=".", label=label)
+    ax.set_ylim(-0.02, 1.02)
+    _label(ax, "GRPO step", "informative share of prompt groups", "GRPO signal per step: groups whose rewards are not all equal")
+    return _save(plt, fig, path)
+
+
+def mechanism_rows(arms: dict[str, dict]) -> list[dict]:
+    """The report's per-arm table of the mechanism and the cost (engine/demo/measures.py)."""
+    return [{"arm": label, "informative share (mean)": a["informative_share"],
+             "first -> last window": f"{a['informative_share_first']} -> {a['informative_share_last']}",
+             "mean |advantage|": a["adv_abs_mean"], "zero-signal rollouts (share)": a["zero_signal_share"],
+             "train reward first -> last": f"{a['train_reward_first']} -> {a['train_reward_last']}",
+             "reward rise (noise sd)": a["train_reward_margin_sd"],
+             "generations: scoring": a["generations"]["scoring"], "training": a["generations"]["training"],
+             "total": a["generations"]["total"], "acc": a["acc"], "vs base": a["vs_base"],
+             "acc gain per 1k generations": a["acc_gain_per_1k_generations"]} for label, a in arms.items()]
+
+
+def mechanism_reading(arms: dict[str, dict], detectable: float | None) -> list[str]:
+    lines = []
+    full = (arms.get("fullset") or {}).get("informative_share")
+    for label, a in arms.items():
+        share = a.get("informative_share")
+        if share is not None and full and label != "fullset":
+            lines.append(f"{label}: informative share {share:.2f} vs fullset {full:.2f} ({share / full:.2f}x).")
+    if detectable is not None:
+        lines.append(f"Smallest difference from the random control this design detects (2 paired SE): {detectable:.3f}.")
+    return lines
+
+
 def plot_comparison(rows: list[dict], path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
@@ -130,15 +170,20 @@ def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[st
     folder = out / "report"
     folder.mkdir(parents=True, exist_ok=True)
     results = pd.read_parquet(out / "eval" / "results.parquet")
-    arm_sets = {label: sets for label, sets in _arm_sets(cfg, out).items() if label not in summary["arms_not_trained"]}
+    record = json.loads((out / "select" / "selection.json").read_text())
+    arm_sets = {label: sets for label, sets in _arm_sets(cfg, record).items() if label not in summary["arms_not_trained"]}
     rows = comparison_rows(results, arm_sets, cfg.seeds)
-    notes = ([summary["warning"]] if summary.get("warning") else []) + reading(rows) + [
-        f"{label}: not trained ({why})." for label, why in summary["arms_not_trained"].items()]
+    measured = measure_arms(arm_sets, record["spec"]["selections"], rows, summary["train"], summary.get("train_noise") or {},
+                            cfg.seeds, summary["pism"], summary["cmab"])
+    notes = ([summary["warning"]] if summary.get("warning") else []) + reading(rows) + mechanism_reading(
+        measured["arms"], measured["detectable_effect"]) + [f"{label}: not trained ({why})." for label, why in summary["arms_not_trained"].items()]
     table, rho, frame = agreement(out / "store")
 
     made = [plot_comparison(rows, folder / "comparison.png"), plot_agreement(table, frame, rho, folder / "pism_vs_cmab.png")]
     curves = plot_reward_curves(summary["train"], folder / "reward_curves.png")
     made += [curves] if curves else []
+    signal = plot_informative_share(informative_curves(list(arm_sets), summary["train"], cfg.seeds), folder / "informative_share.png")
+    made += [signal] if signal else []
     copied = []
     heatmaps = summary["cmab"].get("heatmaps", [])[: max(1, 2 * cfg.heatmaps_per_task)]
     for src in [*summary["pism"].get("plots", []), *summary["cmab"].get("plots", []), *heatmaps, *summary["eval"].get("plots", [])]:
@@ -169,11 +214,14 @@ def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[st
         "PISM buckets (pool)": json.dumps(summary["pism"].get("buckets", {})),
         "CMAB buckets (pool)": json.dumps(summary["cmab"].get("buckets", {})),
         "PISM vs CMAB Spearman(lambda*, rho-bar)": rho,
+        "detectable effect vs random (2 paired SE)": measured["detectable_effect"],
+        "best arm vs base (paired SE)": f"{measured['best_arm']}: {measured['best_arm_vs_base_in_se']}",
         "gradus version": summary["gradus_version"],
         "config hash": summary["config_hash"],
     }
     tables = {
         "Comparison (paper structure: paradigm x training data)": rows,
+        "GRPO mechanism and cost per arm": mechanism_rows(measured["arms"]),
         "Corpus": corpus_rows(Path(summary["pool"]), Path(summary["heldout"]), set(results[results["model"] == "base"]["id"])),
         "Selections (sizes)": selections,
         "Training runs": training,
@@ -184,11 +232,10 @@ def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[st
     report = write_html_report(out / "report.html", "gradus main job: difficulty-aware data selection for GRPO", headline, tables,
                                images, {k: summary[k] for k in ("select", "stage_wall_s", "config_hash", "seeds")}, notes=notes)
     (folder / "comparison.json").write_text(json.dumps({"rows": rows, "reading": notes, "pism_cmab_spearman": rho}, indent=2) + "\n")
-    return {"comparison": rows, "reading": notes, "agreement": {"spearman_lambda_rho": rho,
+    return {"comparison": rows, "reading": notes, **measured, "agreement": {"spearman_lambda_rho": rho,
                                                                 "crosstab": {i: {c: int(table.loc[i, c]) for c in table.columns} for i in table.index}},
             "report": str(report), "plots": [str(p) for p in images]}
 
 
-def _arm_sets(cfg: DemoConfig, out: Path) -> dict[str, dict]:
-    record = json.loads((out / "select" / "selection.json").read_text())
+def _arm_sets(cfg: DemoConfig, record: dict) -> dict[str, dict]:
     return {label: record["arms"][arm.select_arm] for label, arm in cfg.arms.items()}

@@ -1,5 +1,9 @@
 """The main job: corpus -> PISM + CMAB -> difficulty store -> selections -> training arms -> eval -> report.
 
+After training, each arm's GRPO stage gets a noise measurement (windows sampled from the stage's
+starting model: train_reward_margin_sd); the report adds the GRPO mechanism and the generations
+spent per arm (engine/demo/measures.py).
+
 Each stage is the stage's own recipe (its YAML + overrides from the demo config) run in this
 process; the demo only wires paths between them. A ledger (`<out_dir>/stages.json`) records each
 finished stage with a hash of its resolved config and of the stages it read from, so rerunning
@@ -158,6 +162,30 @@ def _train_record(result: dict) -> dict:
     return {"final_model": result["final_model"], "stages": stages, "wall_s": result.get("wall_s")}
 
 
+def measure_noise(cfg: DemoConfig, ledger: Ledger, runs: dict[str, dict]) -> dict[str, dict | None]:
+    """Per training run: noise windows from its GRPO stage's starting model and the training reward's
+    margin over them (rl/grpo/reward_noise.py); None where not measured (noise_repeats 0, no TRL metrics)."""
+    from engine.config import from_dict
+    from engine.demo.measures import grpo_stage
+    from rl.grpo.config import GrpoJobConfig
+    from rl.grpo.reward_noise import measure_noise as run_noise
+
+    out: dict[str, dict | None] = {}
+    for name, run in runs.items():
+        stage = grpo_stage(run)
+        if not cfg.noise_repeats or not stage or not stage.get("metrics"):  # a verl stage logs no per-step reward here
+            out[name] = None
+            continue
+        folder = Path(stage["metrics"]).parent
+
+        def measure(folder: Path = folder) -> dict:
+            grpo_cfg = from_dict(GrpoJobConfig, json.loads((folder / "grpo_config.json").read_text()))
+            return run_noise(grpo_cfg, json.loads((folder / "summary.json").read_text()), cfg.noise_repeats)
+
+        out[name] = ledger.run(f"noise/{name}", [ledger.entries[f"train/{name}"]["hash"], cfg.noise_repeats], measure)
+    return out
+
+
 def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, runs: dict[str, dict], out: Path) -> dict:
     from pipelines.evaluate import EvalJobConfig, run_eval
 
@@ -213,6 +241,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     pism, cmab = score_pool(cfg, ledger, pool, data, model_path, model_id, out)
     store, select = shape(cfg, ledger, pool, data, out, [pism["config_hash"], cmab["config_hash"]])
     runs, skipped = train_arms(cfg, ledger, select, model_path, out)
+    noise = measure_noise(cfg, ledger, runs)
     ev = evaluate(cfg, ledger, heldout, model_path, runs, out)
 
     summary: dict[str, Any] = {
@@ -231,6 +260,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                    "arms": {label: {role: s["count"] for role, s in select["arms"][a.select_arm].items()} for label, a in cfg.arms.items()},
                    "config_hash": select["config_hash"]},
         "train": runs,
+        "train_noise": noise,
         "arms_not_trained": skipped,
         "eval": ev,
         "stage_wall_s": {name: e.get("wall_s") for name, e in ledger.entries.items()},

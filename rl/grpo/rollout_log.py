@@ -201,7 +201,8 @@ def refresh(rollouts: pa.Table, output: Path, provenance: dict[str, Any], *, sta
 
 def verl_pass_rates(rollouts_dir: str, output: str, *, data: str = "", run_dir: str = "", model_id: str = "", config_hash: str = "",
                     seed: int | None = None, stage: str = "") -> dict[str, Any]:
-    """`gradus data pass-rates`: verl's rollout dump -> pass_rates.parquet.
+    """`gradus data pass-rates`: verl's rollout dump -> pass_rates.parquet, and the run's group signal
+    (informative share per step, rl/grpo/group_signal.py) under `signal`.
 
     Provenance comes from `<run_dir>/verl_run.json` (written by `gradus train grpo --backend verl`;
     run_dir defaults to the dump's parent folder), flags override it. `data` (the verl parquet trained
@@ -221,4 +222,7 @@ def verl_pass_rates(rollouts_dir: str, output: str, *, data: str = "", run_dir: 
         stray = sorted(set(rollouts.column("id").to_pylist()) - known, key=str)
         if stray:
             raise ConfigError(f"pass-rates: {len(stray)} dumped ids are not in {data} (e.g. {stray[:3]}): wrong data file?")
-    return refresh(rollouts, Path(output), provenance, stage=stage or run.name, backend="verl")
+    from rl.grpo.group_signal import rollout_signal
+
+    result = refresh(rollouts, Path(output), provenance, stage=stage or run.name, backend="verl")
+    return {**result, "signal": rollout_signal(rollouts.to_pylist())}  # verl logs no informative share: from the dump

@@ -9,17 +9,21 @@
 3. maps the algorithm settings onto `GRPOConfig` (`trl_args`; table in docs/grpo.md) and trains,
    resuming from the last checkpoint under `<output_dir>/checkpoints` when `trl.save_every` > 0;
 4. writes under output_dir: `model/` (HF folder: weights, config, processor, gradus_model.json),
-   `metrics.jsonl` (one line per optimizer step), `reward_curve.png`, `summary.json`, an
+   `metrics.jsonl` (one line per optimizer step, with the round's group signal: informative share,
+   zero-signal rollouts, mean |advantage|; rl/grpo/group_signal.py), `reward_curve.png`, `summary.json`, an
    offline wandb run (engine/tracking.py), and `rollouts/` + `pass_rates.parquet` (every rollout's
    verdict, pass rate per sample id for the difficulty store: rl/grpo/rollout_log.py).
 
 summary.json's `reward_first` / `reward_last` are the mean training reward (TRL's `reward`: the
 batch mean of compute_score's `score`) over the first / last `reward_window` steps, with
 reward_window = clamp(steps // 5, 1, 10): the first and last fifth of the run, at most 10 steps.
+Its `signal` section summarizes the group signal the same way (mean over steps, first / last
+window, rollouts and zero-signal rollouts summed over the run).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -30,10 +34,12 @@ from typing import Any, Sequence
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
 from rl.grpo.config import GrpoJobConfig
+from rl.grpo.group_signal import COUNTED
 
+SIGNAL = "gradus/"  # prefix of the metrics the trainer hook adds to TRL's log (rl/grpo/group_signal.py)
 METRIC_KEYS = {  # metrics.jsonl name <- TRL log key
-    "reward": "reward",
-    "reward_std": "reward_std",
+    "reward": "reward",  # batch mean of the scored rewards (TRL's; the hook does not log it twice)
+    "reward_std": "reward_std",  # their sd over the batch (TRL's)
     "acc": "acc",
     "format": "format",
     "kl": "kl",
@@ -44,6 +50,8 @@ METRIC_KEYS = {  # metrics.jsonl name <- TRL log key
     "completion_length": "completions/mean_length",
     "frac_reward_zero_std": "frac_reward_zero_std",
     "clip_ratio": "clip_ratio/region_mean",
+    **{name: SIGNAL + name for name in ("informative_share", "zero_signal_rollouts", "rollouts", "unscored_rollouts",
+                                         "adv_abs_mean", "reward_std_in_group")},
 }
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
@@ -200,7 +208,7 @@ def _metrics_callback(path: Path, log_every: int, resumed_rows: list[dict]):
             for name, key in METRIC_KEYS.items():
                 value = logs.get(key)
                 if isinstance(value, (int, float)):
-                    row[name] = round(float(value), 6)
+                    row[name] = int(round(value)) if name in COUNTED else round(float(value), 6)
             row["step_s"] = round(now - self.last, 3)
             row["wall_s"] = round(self.offset + now - self.started, 3)
             self.last = now
@@ -209,13 +217,53 @@ def _metrics_callback(path: Path, log_every: int, resumed_rows: list[dict]):
             if state.global_step % log_every == 0 or state.global_step == state.max_steps:
                 line = (f"[grpo] step {state.global_step}/{state.max_steps} reward {row.get('reward', float('nan')):.3f} "
                         f"acc {row.get('acc', float('nan')):.3f} kl {row.get('kl', 0.0):.4f} loss {row.get('loss', 0.0):.4f} "
-                        f"len {row.get('completion_length', 0.0):.1f} wall {row['wall_s']:.0f}s")
+                        f"len {row.get('completion_length', 0.0):.1f} informative {row.get('informative_share', float('nan')):.2f} "
+                        f"wall {row['wall_s']:.0f}s")
                 if self.bar is not None:
                     self.bar.write(line, file=sys.stderr)
                 else:
                     print(line, file=sys.stderr, flush=True)
 
     return MetricsCallback()
+
+
+def signal_trainer_class():
+    """TRL's GRPOTrainer plus one hook: every generation round's group signal (rl/grpo/group_signal.py)
+    goes into TRL's log as gradus/<name>, so metrics.jsonl carries it per step.
+
+    Computed here rather than read off TRL's log: TRL's frac_reward_zero_std counts a group with
+    fewer than two scored rewards as informative (its nanstd is NaN there) though it gives no
+    gradient, and TRL logs no mean |advantage|. The rewards are what `_calculate_rewards` returned,
+    combined as TRL combines them (weighted sum; all-None rows unscored), in TRL's layout (each
+    prompt's completions consecutive); the advantages are the ones the loss receives. This backend
+    runs one process (CPU or one GPU), where those advantages are the whole round's."""
+    import torch
+    from trl import GRPOTrainer
+
+    from rl.grpo.group_signal import round_signal
+
+    class SignalGRPOTrainer(GRPOTrainer):
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._round_rewards = per_func
+            return per_func
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            if self.model.training and self.accelerator.num_processes == 1:
+                per_func = self._round_rewards
+                rewards = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+                rewards[torch.isnan(per_func).all(dim=1)] = torch.nan
+                adv = out["advantages"]  # (completions,) in GRPO; per-token shapes come only from subclasses
+                row = round_signal([None if math.isnan(r) else r for r in rewards.tolist()], self.num_generations,
+                                   adv.tolist() if adv.dim() == 1 else None)
+                for name, key in METRIC_KEYS.items():
+                    if key.startswith(SIGNAL):
+                        value = row.get(name)
+                        self._metrics["train"][key].append(float("nan") if value is None else float(value))  # TRL's log skips NaN
+            return out
+
+    return SignalGRPOTrainer
 
 
 def plot_curve(rows: list[dict], out: Path, title: str) -> Path:
@@ -295,10 +343,10 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
     from transformers import AutoProcessor
-    from trl import GRPOTrainer
 
     from engine.tracking import log_summary
     from rl.grpo.data import verl_parquet
+    from rl.grpo.group_signal import summarize_signal
     from rl.grpo.rollout_log import PASS_RATES, ROLLOUTS_DIR, RolloutLog, read_rollouts, refresh
     from rl.grpo.sources import repo_path, resolve_data, resolve_model
     from rl.grpo.trl_dataset import build_dataset
@@ -339,7 +387,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
           f"{cfg.algorithm.steps} steps x {cfg.algorithm.prompts_per_step} prompts x {cfg.algorithm.group_size} responses"
           + (f", resuming from {resume}" if resume else ""), file=sys.stderr, flush=True)
 
-    trainer = GRPOTrainer(
+    trainer = signal_trainer_class()(
         model=str(model_path),
         reward_funcs=[reward_fn],
         args=args,
@@ -360,6 +408,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
         "backend": "trl",
         "device": device,
         **summarize_curve(rows),
+        "signal": summarize_signal(rows, reward_window(len(rows))),
         "steps": rows[-1]["step"] if rows else 0,
         "wall_s": round(time.time() - started, 1),
         "train_s": round(train_s, 1),

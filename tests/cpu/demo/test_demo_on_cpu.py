@@ -90,9 +90,35 @@ def test_demo_runs_the_main_job_end_to_end(warm_model, tmp_path):
     assert set(rows) == {"base (warm start)", *(n.rsplit("-s", 1)[0] for n in trained)}
     assert all(0.0 <= r["acc"] <= 1.0 for r in rows.values())
 
+    # the GRPO mechanism and the cost per arm (engine/demo/measures.py), plotted in the report
+    assert (out / "report" / "informative_share.png").stat().st_size > 0 and "GRPO mechanism and cost per arm" in html
+    arms = summary["arms"]
+    assert set(arms) == set(rows) - {"base (warm start)"}
+    per_step = 2 * 2  # prompts_per_step x group_size
+    for label, a in arms.items():
+        assert {"acc", "vs_base", "vs_base_se", "vs_random", "vs_random_se"} <= set(a), label
+        assert 0.0 <= a["informative_share"] <= 1.0, label
+        g = a["generations"]
+        assert g["training"] == TRAINED_SAME_BUDGET * per_step, label  # the run's own counters: steps x prompts x responses
+        assert g["zero_signal"] == round((1 - a["informative_share"]) * g["training"]), label
+        difficulty_selected = label in ("mid_hard", "sft_grpo")
+        assert g["scoring"] == (pism["generations"] + cmab["generations"] if difficulty_selected else 0), label
+        assert g["total"] == g["scoring"] + g["training"]
+        assert a["acc_gain_per_1k_generations"] == pytest.approx(1000 * a["vs_base"] / g["total"], abs=1e-5)
+        noise = summary["train_noise"][f"{label}-s0"]
+        assert noise["noise"]["generations"] == 8 * 1 * per_step  # noise_repeats windows of 1 step (reward_window at 2 steps)
+        if noise["window_sd"] > 0:
+            assert a["train_reward_margin_sd"] == pytest.approx(noise["margin"] / noise["diff_sd"], abs=0.02)
+        else:  # every noise window scored the same: no sd to measure the rise in
+            assert a["train_reward_margin_sd"] is None
+    assert "detectable_effect" in summary and "best_arm_vs_base_in_se" in summary
+    ses = [a["vs_random_se"] for a in arms.values() if a["vs_random_se"]]
+    assert summary["detectable_effect"] == (round(2 * max(ses), 4) if ses else None)
+
     # rerun: every stage is in the ledger, nothing is scored, trained or evaluated again
     again = _run(config, tmp_path)
     assert again.returncode == 0, again.stderr[-4000:]
-    for stage in ("pism", "cmab", "store", "select", "eval", *(f"train/{n}" for n in trained)):
+    for stage in ("pism", "cmab", "store", "select", "eval", *(f"train/{n}" for n in trained), *(f"noise/{n}" for n in trained)):
         assert f"[demo] {stage}: done earlier" in again.stderr, stage
-    assert json.loads((out / "summary.json").read_text())["comparison"] == summary["comparison"]
+    rerun = json.loads((out / "summary.json").read_text())
+    assert rerun["comparison"] == summary["comparison"] and rerun["arms"] == summary["arms"]

@@ -7,8 +7,10 @@ What this proves:
 - rewards go through the verl reward entrypoint (rl/reward.py compute_score) with the configured
   RewardConfig: the adapter's scores equal compute_score's for the same completions, and the
   training log's reward is that entrypoint's score (acc/format logged beside it);
-- 2 steps write metrics.jsonl (one line per step), reward_curve.png, summary.json and an HF
-  folder that transformers and gradus's HF backend load again;
+- 2 steps write metrics.jsonl (one line per step, with the group signal: informative share,
+  zero-signal rollouts, mean |advantage|, consistent with TRL's frac_reward_zero_std and with the
+  rollout log grouped by prompt), reward_curve.png, summary.json and an HF folder that
+  transformers and gradus's HF backend load again;
 - save_every > 0 leaves a checkpoint, and a rerun with more steps resumes from it;
 - config errors (group_size 1, a bad device, a missing model) are ConfigErrors before training.
 """
@@ -157,6 +159,23 @@ def test_two_steps_on_the_warm_model(tmp_path, warm_model, warm_corpus):
         assert 0.0 <= r["reward"] <= 1.0 and r["reward_std"] >= 0 and "loss" in r and r["wall_s"] > 0
         assert r["reward"] == pytest.approx(r["acc"])  # boxed.yaml: score = acc, straight from compute_score
     assert "kl" in rows[1]
+    # the mechanism per step (rl/grpo/group_signal.py): each round is 2 prompts x 4 responses
+    for r in rows:
+        assert r["rollouts"] == 8 and 0.0 <= r["informative_share"] <= 1.0 and r["unscored_rollouts"] == 0
+        assert r["zero_signal_rollouts"] == round((1 - r["informative_share"]) * r["rollouts"])
+        assert r["informative_share"] == pytest.approx(1 - r["frac_reward_zero_std"])  # every reward scored: TRL's count agrees
+        assert (r["adv_abs_mean"] > 0) == (r["informative_share"] > 0)  # only informative groups get a nonzero advantage
+        assert r["reward_std_in_group"] >= 0
+    # the same shares from the rollout log (every completion's score and sample id): the hook groups by prompt
+    from rl.grpo.group_signal import signal_by_step
+    from rl.grpo.rollout_log import read_rollouts
+
+    logged = {s["step"]: s for s in signal_by_step(read_rollouts(out / "rollouts").to_pylist())}
+    assert [logged[r["step"]]["informative_share"] for r in rows] == pytest.approx([r["informative_share"] for r in rows])
+    signal = summary["signal"]
+    assert signal["rollouts"] == 16 and signal["zero_signal_rollouts"] == sum(r["zero_signal_rollouts"] for r in rows)
+    assert signal["informative_share"]["mean"] == pytest.approx(sum(r["informative_share"] for r in rows) / 2, abs=1e-4)
+    assert signal["informative_share"]["first"] == pytest.approx(rows[0]["informative_share"], abs=1e-4)
     assert summary["steps"] == 2 and summary["reward_window"] == 1
     assert summary["reward_first"] == pytest.approx(rows[0]["reward"], abs=1e-4)
     assert summary["reward_last"] == pytest.approx(rows[1]["reward"], abs=1e-4)
