@@ -8,6 +8,7 @@ from PIL import Image
 
 from engine.config import ConfigError
 from engine.data.sample import Message
+from engine.generation.vision_grid import VisionGrid
 
 
 @dataclass
@@ -70,6 +71,10 @@ class GenerationBackend:
 
     def poll(self) -> list[tuple[str, Generation]]:
         raise NotImplementedError(f"{type(self).__name__} does not stream")
+
+    def vision_grid(self) -> VisionGrid:
+        """The merged-patch grid this engine's processor resizes images onto (PISM `patch` masks)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot tell its vision grid")
 
     def close(self) -> None:
         pass

@@ -6,6 +6,7 @@ from typing import Sequence
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from engine.generation.base import Generation, GenerationBackend, GenerationConfig, GenerationRequest
+from engine.generation.vision_grid import VisionGrid
 from engine.model.chat import to_chat
 
 
@@ -23,6 +24,9 @@ class HFBackend(GenerationBackend):
         )
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.model.to(self.device).eval()
+
+    def vision_grid(self) -> VisionGrid:
+        return VisionGrid.from_processor(self.processor.image_processor)  # the processor every request goes through
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         out: list[Generation] = []

@@ -23,11 +23,8 @@ class PismConfig:
     ratios: list[float] = field(default_factory=lambda: list(PAPER_RATIOS))  # mask ratios, ascending, first 0.0
     draws: int = 10  # K: mask draws per ratio
     tau: float = 0.1  # a ratio fails when Pc < tau
-    mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid
-    patch_size: int = 28  # merged patch side in the resized image (Qwen2.5-VL: 14 px x 2 merge)
-    patch_min_pixels: int = 12544  # the processor's resize bounds, so patches align after its resize
-    patch_max_pixels: int = 12544
-    schedule: Literal["reference", "adaptive"] = "adaptive"  # reference: every ratio, stop a ratio at its first success
+    mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid of the engine's image processor
+    schedule: Literal["reference", "adaptive"] = "adaptive"  # both stop a ratio once decided; reference runs every ratio, adaptive stops at lambda*
     max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)
@@ -45,7 +42,7 @@ class PismConfig:
 
     @property
     def successes_needed(self) -> int:
-        """A ratio passes when successes / K >= tau, i.e. successes >= ceil(tau * K)."""
+        """A ratio passes when Pc = successes / K >= tau, i.e. successes >= ceil(tau * K) (fails when Pc < tau)."""
         return max(1, math.ceil(self.tau * self.draws - 1e-9))
 
 

@@ -8,6 +8,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from engine.generation.vision_grid import VisionGrid
+
 MODES = ("rect", "pixel", "patch")
 
 
@@ -33,14 +35,11 @@ def _pixel(arr: np.ndarray, ratio: float, rng: np.random.Generator) -> None:
     arr.reshape(h * w, -1)[idx] = 0
 
 
-def _patch(arr: np.ndarray, ratio: float, rng: np.random.Generator, patch: int, min_pixels: int, max_pixels: int) -> None:
+def _patch(arr: np.ndarray, ratio: float, rng: np.random.Generator, grid: VisionGrid) -> None:
     # A random r fraction of the vision encoder's merged patches, on the grid of the image as the
-    # processor resizes it (qwen-vl-utils' smart_resize), mapped back to this image's pixels.
-    from qwen_vl_utils import smart_resize
-
+    # engine's processor resizes it, mapped back to this image's pixels.
     h, w = arr.shape[:2]
-    rh, rw = smart_resize(h, w, factor=patch, min_pixels=min_pixels, max_pixels=max_pixels)
-    gy, gx = rh // patch, rw // patch
+    gy, gx = grid.shape(h, w)
     cells = rng.choice(gy * gx, size=round(ratio * gy * gx), replace=False)
     ys = np.linspace(0, h, gy + 1).round().astype(int)
     xs = np.linspace(0, w, gx + 1).round().astype(int)
@@ -49,10 +48,12 @@ def _patch(arr: np.ndarray, ratio: float, rng: np.random.Generator, patch: int, 
         arr[ys[i] : ys[i + 1], xs[j] : xs[j + 1]] = 0
 
 
-def mask_image(image: Image.Image, ratio: float, mode: str, seed: int, *, patch: int = 28, min_pixels: int = 12544, max_pixels: int = 12544) -> Image.Image:
-    """A masked copy of `image` (RGB); ratio 0 returns an unmasked copy."""
+def mask_image(image: Image.Image, ratio: float, mode: str, seed: int, *, grid: VisionGrid | None = None) -> Image.Image:
+    """A masked copy of `image` (RGB); ratio 0 returns an unmasked copy. `patch` needs the engine's `grid`."""
     if mode not in MODES:
         raise ValueError(f"mask mode {mode!r} not one of {MODES}")
+    if mode == "patch" and grid is None:
+        raise ValueError("patch masks need the engine's VisionGrid (GenerationBackend.vision_grid())")
     arr = np.array(image.convert("RGB"))
     if ratio > 0:
         rng = np.random.default_rng(seed)
@@ -61,5 +62,5 @@ def mask_image(image: Image.Image, ratio: float, mode: str, seed: int, *, patch:
         elif mode == "pixel":
             _pixel(arr, ratio, rng)
         else:
-            _patch(arr, ratio, rng, patch, min_pixels, max_pixels)
+            _patch(arr, ratio, rng, grid)
     return Image.fromarray(arr)

@@ -1,11 +1,11 @@
 """Which mask draws a sample still needs, and what its outcomes mean (lambda*, unsolved, bucket).
 
-- reference: every ratio, up to K draws each, a ratio stops at its first success (the seed code).
-- adaptive (exact): a ratio stops as soon as its outcome is decided either way (enough successes
-  to pass, or too few draws left to reach them), and ratios stop at the first failing one
-  (lambda* is a minimum). Decisions use only outcomes that were observed, so both schedules give
-  the same lambda* and bucket whenever a ratio's pass/fail is decided by its first success
-  (K = 10, tau = 0.1: one success passes).
+Within a ratio both schedules stop as soon as its pass/fail is decided either way: enough
+successes to pass (Pc >= tau), or too few draws left to reach them. That is exact for any K and
+tau; with K = 10, tau = 0.1 it is the seed code's exit at the first success.
+- reference: every ratio, as the seed code ran them.
+- adaptive: also stops at the first failing ratio (lambda* is a minimum, later ratios cannot change it).
+Both therefore give the lambda*, unsolved flag and bucket of running all K draws at every ratio.
 """
 from __future__ import annotations
 
@@ -35,8 +35,6 @@ class SampleSchedule:
         return self.successes[i] + (self.cfg.draws - self.runs[i]) < self.cfg.successes_needed
 
     def _ratio_finished(self, i: int) -> bool:
-        if self.cfg.schedule == "reference":
-            return self.successes[i] >= 1 or self.runs[i] >= self.cfg.draws
         return self._passed(i) or self._failed(i)
 
     def next_draw(self) -> tuple[int, int] | None:

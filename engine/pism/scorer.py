@@ -17,8 +17,9 @@ from PIL import Image
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
-from engine.data.sample import Sample
+from engine.data.sample import Sample, check_verifier
 from engine.generation.base import Generation, GenerationBackend, GenerationRequest
+from engine.generation.vision_grid import VisionGrid
 from engine.pism.config import PismConfig
 from engine.pism.masks import draw_seed, mask_image
 from engine.pism.schedule import SampleSchedule
@@ -56,6 +57,7 @@ def score_samples(
     so both paths give the same records.
     """
     policy = policy or ImagePolicy()
+    grid = backend.vision_grid() if cfg.mask_mode == "patch" else None  # patch masks follow the engine's own resize
     records: list[PismRecord] = []
     active: list[_Item] = []
     n = len(cfg.ratios)
@@ -63,6 +65,7 @@ def score_samples(
         rec = PismRecord(s.id, s.task, [0] * n, [0] * n, None, None, False, 0, 0)
         records.append(rec)
         try:
+            check_verifier(s.verifier)  # a name verify() cannot look up: an error record, not a crash of the batch
             images = s.load_images(policy)
         except SampleError as err:
             rec.error, rec.error_detail = err.reason.value, err.detail
@@ -71,9 +74,9 @@ def score_samples(
     schedules = [(rec, sched) for _, _, sched, rec in active]
 
     if backend.streaming:
-        _stream(active, backend, cfg)
+        _stream(active, backend, cfg, grid)
     else:
-        _rounds(active, backend, cfg)
+        _rounds(active, backend, cfg, grid)
 
     for rec, sched in schedules:
         rec.successes, rec.runs, rec.generations = list(sched.successes), list(sched.runs), sched.generations
@@ -85,12 +88,13 @@ def score_samples(
 _Item = tuple[Sample, list[Image.Image], SampleSchedule, PismRecord]
 
 
-def draw_request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int) -> GenerationRequest:
-    """The request for draw k at ratio index i: masks and sampling seed derived from (seed, id, ratio, k)."""
+def draw_request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int,
+                 grid: VisionGrid | None = None) -> GenerationRequest:
+    """The request for draw k at ratio index i: masks and sampling seed derived from (seed, id, ratio, k).
+    `grid` (the engine's, for `patch` masks) comes from `backend.vision_grid()`."""
     ratio = cfg.ratios[i]
     seed = draw_seed(cfg.seed, sample.id, ratio, k)
-    masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, patch=cfg.patch_size,
-                         min_pixels=cfg.patch_min_pixels, max_pixels=cfg.patch_max_pixels) for j, img in enumerate(images)]
+    masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, grid=grid) for j, img in enumerate(images)]
     return GenerationRequest(sample.prompt_messages, masked, seed=seed)
 
 
@@ -113,14 +117,14 @@ def _judge(cfg: PismConfig, item: _Item, i: int, k: int, gen: Generation, verdic
     rec.draws.append({"ratio_index": i, "draw": k, "passed": verdict.passed, "tokens": gen.num_tokens})
 
 
-def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) -> None:
+def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, grid: VisionGrid | None) -> None:
     """One draw per unfinished sample per call to `generate`: the engine batches across samples."""
     while active:
         wave = [(item, *nxt) for item in active if (nxt := item[2].next_draw()) is not None]
         if not wave:
             break
         try:
-            gens = backend.generate([draw_request(cfg, item[0], item[1], i, k) for item, i, k in wave])
+            gens = backend.generate([draw_request(cfg, item[0], item[1], i, k, grid) for item, i, k in wave])
         except Exception as exc:
             for item, _, _ in wave:
                 _engine_error(item[3], exc)
@@ -131,7 +135,7 @@ def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) ->
         active = [item for item in active if not item[3].error and not item[2].done]
 
 
-def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) -> None:
+def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, grid: VisionGrid | None) -> None:
     """Event-driven: a sample's next draw goes in as soon as its previous one is judged."""
     queue = deque(active)
     in_flight: dict[str, tuple[_Item, int, int]] = {}
@@ -142,7 +146,7 @@ def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig) ->
         if nxt is None or item[3].error:
             return
         try:
-            in_flight[backend.submit(draw_request(cfg, item[0], item[1], *nxt))] = (item, *nxt)
+            in_flight[backend.submit(draw_request(cfg, item[0], item[1], *nxt, grid))] = (item, *nxt)
         except Exception as exc:
             _engine_error(item[3], exc)
 
