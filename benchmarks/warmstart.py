@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -26,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from engine.config import load_config
-    from rl.warmstart import WarmstartConfig, ensure_warmstart
+    from rl.warmstart import WarmstartConfig, build_machine, ensure_warmstart
 
     if args.from_cache:
         cfg = load_config(WarmstartConfig, args.config, args.overrides)
@@ -36,7 +34,7 @@ def main() -> None:
             cfg = load_config(WarmstartConfig, args.config, [*args.overrides, f"cache_dir={cache}"])
             record = _record_with_weights_hash(ensure_warmstart(cfg))  # hashed before the cache is removed
     record.pop("config", None)
-    record["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
+    record["machine"] = build_machine()  # where this benchmark ran; the record's build_machine is where the model was built
     if args.from_cache:
         record["note"] = ("the cached build's own record: wall_s covers tokenizer/model build + Ray Train SFT + eval, and the corpus "
                           "render unless the corpus was already cached (timings_s.corpus_s ~0; rendering it takes ~5 s)")
@@ -49,8 +47,9 @@ def main() -> None:
 
 def _record_with_weights_hash(model: Path) -> dict:
     """The build's record plus the sha256 of its weights. SFT is deterministic (rl/sft/ray_train.py): two
-    from-scratch builds of one config on one kind of machine give these very bytes, so the hash says
-    whether a cache holds the build this record describes."""
+    from-scratch builds of one config with the same torch build on CPUs that run the same kernels (the
+    record's build_machine: CPU flags, torch's CPU capability) give these very bytes, so the hash says
+    whether a cache holds the build this record describes; another instruction set gives other bytes."""
     import hashlib
 
     from rl.warmstart import read_record

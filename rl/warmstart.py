@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -57,13 +58,51 @@ class WarmstartConfig:
             raise ConfigError("eval.max_per_family must be >= 1")
 
 
-RECORD_NAME = "warmstart.json"  # beside the model: accuracy, timings, acceptance, provenance
+RECORD_NAME = "warmstart.json"  # beside the model: accuracy, timings, acceptance, provenance, build machine
+# CPU flags that decide which float kernels torch, MKL and oneDNN run (and so a build's last bits).
+KERNEL_FLAG_PREFIXES = ("avx2", "avx512", "amx")
 
 
 def read_record(model_dir: str | Path) -> dict | None:
     """The warm-start record of a model folder; None for a model gradus did not warm-start (a user's)."""
     path = Path(model_dir) / RECORD_NAME
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def build_machine() -> dict:
+    """What a build's exact weights depend on besides its config: the CPU (model name and the
+    instruction-set flags kernels are chosen by), the torch build, and the CPU capability torch
+    dispatches its own kernels to. Recorded, not part of the cache key."""
+    import torch
+
+    model, flags = cpu_info()
+    return {
+        "cpu_model": model,
+        "cpu_flags": sorted(f for f in flags if f.startswith(KERNEL_FLAG_PREFIXES)),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """(model name, flags) of the first CPU in /proc/cpuinfo; without that file (not Linux) the
+    platform's processor string and no flags."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return platform.processor(), set()
+    model, flags = "", set()
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:  # Features: arm64's name for them
+            flags = set(value.split())
+    return model, flags
 
 
 def cache_root(cfg_dir: str = "") -> Path:
@@ -180,6 +219,7 @@ def ensure_warmstart(cfg: WarmstartConfig, *, force: bool = False) -> Path:
         "sft_steps": sft_summary["steps"],
         "final_loss": sft_summary["loss_curve"][-1]["loss"] if sft_summary["loss_curve"] else None,
         "examples": report["examples"],
+        "build_machine": build_machine(),  # the same config rebuilds these weights only on the same kernels
         "config": to_dict(cfg),
     }
     (final / RECORD_NAME).write_text(json.dumps(record, indent=2))

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from PIL import Image
 
-from engine.data.sample import Sample
+from engine.data.reasons import SampleError
+from engine.data.sample import Sample, check_verifier
 from engine.generation.base import GenerationBackend, GenerationRequest
 from engine.pism.masks import draw_seed
 from engine.verifiers import verify_many
@@ -37,7 +38,7 @@ def clean_request(sample: Sample, images: Sequence[Image.Image], seed: int, draw
 def solve(items: Sequence[tuple[Sample, Sequence[Image.Image]]], backend: GenerationBackend, draws: int, seed: int) -> list[Solved]:
     """One `Solved` per (sample, images), in order."""
     results = [Solved() for _ in items]
-    open_ = list(range(len(items)))
+    open_ = [i for i, (sample, _) in enumerate(items) if _judgeable(sample, results[i])]
     for draw in range(draws):
         if not open_:
             break
@@ -61,3 +62,13 @@ def solve(items: Sequence[tuple[Sample, Sequence[Image.Image]]], backend: Genera
                 still.append(i)
         open_ = still
     return results
+
+
+def _judgeable(sample: Sample, result: Solved) -> bool:
+    """False (and the result an error) when no verifier of that name exists: nothing to generate for."""
+    try:
+        check_verifier(sample.verifier)
+    except SampleError as err:
+        result.error, result.error_detail = err.reason.value, err.detail
+        return False
+    return True

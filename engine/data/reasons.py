@@ -22,6 +22,7 @@ class Reason(str, Enum):
     EMPTY_ANSWER = "empty_answer"
     UNKNOWN_SPLIT = "unknown_split"
     DUPLICATE_ID = "duplicate_id"
+    UNKNOWN_VERIFIER = "unknown_verifier"  # names a verifier gradus has not registered
     # images
     IMAGE_PLACEHOLDER_MISMATCH = "image_placeholder_mismatch"
     IMAGE_NO_SOURCE = "image_no_source"
@@ -34,12 +35,14 @@ class Reason(str, Enum):
 
 
 class SampleError(ValueError):
-    """A record that cannot become a valid sample; `reason` says why in one code."""
+    """A record that cannot become a valid sample; `reason` says why in one code. `record_id` is the
+    id of the sample the record would have become, where it was known before the error."""
 
-    def __init__(self, reason: Reason, detail: str = ""):
+    def __init__(self, reason: Reason, detail: str = "", record_id: str = ""):
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
+        self.record_id = record_id
 
 
 @dataclass
@@ -49,12 +52,12 @@ class QuarantineRecord:
     reason: str
     detail: str
     source: str  # file (and line/row) the record came from
-    record_id: str = ""
+    record_id: str = ""  # the sample id the record would have had ("" when it could not be read)
     raw: str = ""  # the original record, JSON-ish and truncated, for inspection
 
     @classmethod
     def from_error(cls, err: SampleError, source: str, record_id: str = "", raw: Any = None):
-        return cls(err.reason.value, err.detail, source, record_id, _preview(raw))
+        return cls(err.reason.value, err.detail, source, record_id or err.record_id, _preview(raw))
 
     def to_row(self) -> dict:
         return asdict(self)

@@ -142,6 +142,7 @@ def validate_sample(sample: Sample, policy: ImagePolicy | None = None, *, decode
         raise SampleError(Reason.EMPTY_ANSWER, "ground-truth answer is empty")
     if sample.split not in SPLITS:
         raise SampleError(Reason.UNKNOWN_SPLIT, f"split {sample.split!r} not in {SPLITS}")
+    check_verifier(sample.verifier)
     for text in _texts(sample):
         _check_utf8(text)
     n_placeholders = sample.placeholder_count()
@@ -150,6 +151,15 @@ def validate_sample(sample: Sample, policy: ImagePolicy | None = None, *, decode
     if decode:
         sample.load_images(policy or ImagePolicy())
     return sample
+
+
+def check_verifier(name: str) -> None:
+    """Raise SampleError(unknown_verifier) unless `name` is a registered verifier: such a row could
+    never be judged, and must be caught per record, not by the first verify call of a batch."""
+    from engine.verifiers.registry import VERIFIERS  # lazily: the data layer does not load verifiers on import
+
+    if name not in VERIFIERS:
+        raise SampleError(Reason.UNKNOWN_VERIFIER, f"{name!r} is not a registered verifier; known: {sorted(VERIFIERS)}")
 
 
 def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
