@@ -6,7 +6,8 @@ pool: pebble kills a worker that overruns its deadline even when it is stuck in 
 restarts it. We use pebble rather than concurrent.futures because the latter cannot stop a
 running task. Workers are spawned (never forked: callers live inside Ray, vLLM and torch
 processes with threads) and capped in memory so a runaway bignum raises MemoryError instead of
-swapping the machine.
+swapping the machine. Unlike plain multiprocessing spawn, a worker does not re-run the caller's
+main script, so a script without an `if __name__ == "__main__":` guard can call verify().
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ DEFAULT_TIMEOUT_S = 10.0
 WORKER_MEMORY_BYTES = int(os.environ.get("GRADUS_VERIFIER_WORKER_MEM", str(4 << 30)))
 WORKERS = int(os.environ.get("GRADUS_VERIFIER_WORKERS", "2"))
 COLLECT_SLACK_S = 60.0  # worker start-up (spawn + imports) and queueing behind in-flight calls
+WORKER_NAME = "gradus-verifier"
 
 
 def run_inline(fn: Callable[..., VerifyResult], output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
@@ -53,6 +55,41 @@ def _isolated_call(fn: Callable[..., VerifyResult], output: str, truth: str, par
         raise
 
 
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.name = f"{WORKER_NAME}:{self.name}"  # marks it for _skip_main_script
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
+
+
+def _skip_main_script(get_preparation_data: Callable[[str], dict]) -> Callable[[str], dict]:
+    """Spawn re-imports the caller's main script in every child so that functions defined there
+    unpickle. Verifier workers only need importable engine modules; re-running the script would
+    execute its top-level code once per worker, and without a __main__ guard the child's own
+    verify() call fails ("An attempt has been made to start a new process before ...
+    bootstrapping"), so every math call would end as worker_died."""
+
+    def preparation_data(name: str) -> dict:
+        data = get_preparation_data(name)
+        if name.startswith(WORKER_NAME):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    preparation_data.skips_main_script = True  # type: ignore[attr-defined]
+    return preparation_data
+
+
+def _install_skip_main_script() -> None:
+    from multiprocessing import spawn
+
+    if not getattr(spawn.get_preparation_data, "skips_main_script", False):
+        spawn.get_preparation_data = _skip_main_script(spawn.get_preparation_data)
+
+
 class IsolatedRunner:
     """One lazily started process pool per process (re-created after a fork)."""
 
@@ -64,11 +101,12 @@ class IsolatedRunner:
     def pool(self) -> ProcessPool:
         with self._lock:
             if self._pool is None or self._pid != os.getpid() or not self._pool.active:
+                _install_skip_main_script()
                 self._pool = ProcessPool(
                     max_workers=WORKERS,
                     initializer=_limit_memory,
                     initargs=[WORKER_MEMORY_BYTES],
-                    context=multiprocessing.get_context("spawn"),
+                    context=_WorkerContext(),
                 )
                 self._pid = os.getpid()
             return self._pool

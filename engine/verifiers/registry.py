@@ -38,6 +38,9 @@ def register_verifier(name: str, fn: Verifier, isolated: bool = False) -> None:
     """Add a project-specific verifier. Pass isolated=True if it can hang or call into C (sympy, regex on model text)."""
     if name in VERIFIERS:
         raise ValueError(f"verifier {name!r} already registered")
+    if isolated and getattr(fn, "__module__", None) == "__main__":
+        # Workers import isolated verifiers by module and never re-run the caller's script (guard.py).
+        raise ValueError(f"isolated verifier {name!r} must be defined in an importable module, not in the script being run")
     VERIFIERS[name] = VerifierEntry(fn, isolated)
 
 
