@@ -19,12 +19,17 @@ class VisionGrid:
     min_pixels: int
     max_pixels: int
 
-    def shape(self, height: int, width: int) -> tuple[int, int]:
-        """(rows, columns) of merged patches the engine sees for an image of this size."""
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) in pixels of the image the engine's processor makes of this one."""
         # the very function HF's Qwen2-VL processor and vLLM's Qwen2-VL input processing resize with
+        # (qwen-vl-utils' copy rounds differently for extreme aspect ratios)
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-        rh, rw = smart_resize(height, width, factor=self.cell, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        return smart_resize(height, width, factor=self.cell, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+
+    def shape(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) of merged patches the engine sees for an image of this size."""
+        rh, rw = self.resized(height, width)
         return rh // self.cell, rw // self.cell
 
     @classmethod

@@ -22,9 +22,9 @@ import numpy as np
 from engine.data.sample import Sample
 from engine.model.chat import format_response
 from engine.verifiers import verify
-from engine.verifiers.boxes import BoxError, parse_boxes
+from engine.verifiers.boxes import BoxError, box_scales, frame_size, parse_boxes
 from engine.verifiers.extract import normalize_text
-from engine.verifiers.text import parse_count, parse_number, parse_yes_no
+from engine.verifiers.text import numeric_bound, parse_count, parse_number, parse_yes_no
 
 # Verifiers whose answers can be drawn from a pool or perturbed, and judged one against another.
 # "choice" is absent on purpose: a multiple-choice source is already past the open stage.
@@ -127,8 +127,7 @@ def number_variants(truth: str, verifier: str, params: dict[str, Any], rng: np.r
     value = float(value)
     written = re.search(r"\.(\d+)", truth)
     decimals = len(written.group(1)) if written else (0 if value.is_integer() else 2)
-    tolerance = float(params.get("tolerance", 0.0))
-    bound = tolerance * max(1.0, abs(value)) if params.get("relative") else tolerance
+    bound = numeric_bound(value, params)
     if decimals == 0:
         step = math.floor(bound) + 1.0
     else:
@@ -224,16 +223,8 @@ def label_edits(truth: str, vocabulary: Sequence[PoolEntry], rng: np.random.Gene
 
 def box_frame(coords: Sequence[Sequence[float]], params: dict[str, Any]) -> tuple[float, float]:
     """Width and height of the frame the truth's coordinates live in, by the verifier's own scale
-    rule (engine/verifiers/boxes.py resolve_scale): unit 0-1, pixels of `image_size`, or 0-1000."""
-    from engine.verifiers.boxes import resolve_scale
-
-    size = params.get("image_size")
-    scale = resolve_scale(params.get("gt_scale", "auto"), [list(c) for c in coords], size)
-    if scale == "unit":
-        return 1.0, 1.0
-    if scale == "pixel" and size:
-        return float(size[0]), float(size[1])
-    return 1000.0, 1000.0
+    rule (box_scales, frame_size): 0-1, 0-1000, pixels of `image_size` or of the resized image."""
+    return frame_size(box_scales(params, [list(c) for c in coords])[0], params)
 
 
 def moved_boxes(box: Sequence[float], frame: tuple[float, float], rng: np.random.Generator) -> list[list[float]]:

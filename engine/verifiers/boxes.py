@@ -1,8 +1,10 @@
 """Box answers: parsing, coordinate scales, IoU, greedy matching; the Curr-ReFT and V-Triune verifiers.
 
 Boxes arrive as `[{'bbox_2d': [x1, y1, x2, y2], 'label': ...}, ...]`, a bare `[x1, y1, x2, y2]`, a
-list of bare boxes, or one dict. Coordinates may be pixels (of the image as the model saw it),
-0-1, or 0-1000 (Qwen2-VL); both sides are brought to 0-1 before IoU.
+list of bare boxes, or one dict. The coordinate frame of each side is a property of the data
+(`scale`, or `gt_scale` / `pred_scale`): pixels of the original image, pixels of the image as the
+Qwen2.5-VL processor resized it, 0-1, or 0-1000 (Qwen2-VL). Both sides are brought to 0-1 of the
+original image before IoU. The answer being graded never chooses its own frame.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from engine.verifiers.base import GroundTruthError, VerifyResult
 from engine.verifiers.extract import extract_or_fail
 from engine.verifiers.schedule import resolve_threshold
 
-SCALES = ("auto", "pixel", "unit", "thousand")
+SCALES = ("auto", "pixel", "resized", "unit", "thousand")
 MAX_BOXES = 100  # a completion listing more boxes than this is not judged (bounds the matching cost)
+RESIZE_FACTOR = 28  # Qwen2.5-VL: 14 px patches merged 2x2; resized sides are multiples of this
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,9 @@ def parse_boxes(text: str, max_boxes: int = MAX_BOXES) -> list[tuple[list[float]
 
 
 def resolve_scale(scale: str, coords: list[list[float]], image_size: list[int] | None) -> str:
-    if scale not in SCALES:
-        raise ValueError(f"box scale {scale!r} not one of {SCALES}")
+    """The truth's frame. `auto` reads it off the truth alone: <= 1 -> unit; inside `image_size`
+    -> pixel; <= 1000 -> thousand. Never call this on a prediction (see box_scales)."""
+    _check_scale(scale)
     if scale != "auto":
         return scale
     top = max((max(c) for c in coords), default=0.0)
@@ -103,15 +107,60 @@ def resolve_scale(scale: str, coords: list[list[float]], image_size: list[int] |
     raise BoxError("box_out_of_range")
 
 
-def to_unit_boxes(raw: list[tuple[list[float], str | None]], scale: str, image_size: list[int] | None, swapped: str = "reject") -> list[Box]:
-    """Boxes in 0-1 coordinates. Swapped corners are rejected (`swapped: reject`) or reordered (`fix`)."""
-    scale = resolve_scale(scale, [c for c, _ in raw], image_size)
+def box_scales(params: dict[str, Any], truth_coords: list[list[float]]) -> tuple[str, str]:
+    """(truth frame, answer frame). `scale` (default auto) sets both; `gt_scale` / `pred_scale`
+    override one side. An answer frame of `auto` is the truth's resolved frame: a prediction is
+    read in the frame the dataset states, whatever numbers it holds."""
+    both = params.get("scale", "auto")
+    gt = resolve_scale(params.get("gt_scale", both), truth_coords, params.get("image_size"))
+    pred = params.get("pred_scale", both)
+    _check_scale(pred)
+    return gt, gt if pred == "auto" else pred
+
+
+def _check_scale(scale: Any) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"box scale {scale!r} not one of {SCALES}")
+
+
+def frame_size(scale: str, params: dict[str, Any]) -> tuple[float, float]:
+    """Width and height of a frame in its own units: 1 (unit), 1000 (thousand), the image's pixels
+    (pixel), or the pixels of the image after the processor's resize (resized)."""
+    if scale == "unit":
+        return 1.0, 1.0
+    if scale == "thousand":
+        return 1000.0, 1000.0
+    width, height = _image_size(params, scale)
     if scale == "pixel":
-        if not image_size:
-            raise ValueError("pixel-scale boxes need image_size [width, height] in the verifier params")
-        sx, sy = float(image_size[0]), float(image_size[1])
-    else:
-        sx = sy = 1.0 if scale == "unit" else 1000.0
+        return width, height
+    return resized_size(width, height, params)
+
+
+def _image_size(params: dict[str, Any], scale: str) -> tuple[float, float]:
+    size = params.get("image_size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in size)):
+        raise ValueError(f"{scale}-scale boxes need image_size [width, height] of the original image in the verifier params, got {size!r}")
+    return float(size[0]), float(size[1])
+
+
+def resized_size(width: float, height: float, params: dict[str, Any]) -> tuple[float, float]:
+    """The size Qwen2.5-VL's processor resizes a width x height image to (the engines' own
+    smart_resize, as PISM's patch grid uses it: sides multiples of `resize_factor`, pixels within
+    [min_pixels, max_pixels]). The bounds are the processor's own settings, so they are required, never guessed."""
+    missing = [k for k in ("min_pixels", "max_pixels") if not params.get(k)]
+    if missing:
+        raise ValueError(f"resized-scale boxes need the processor's {' and '.join(missing)} in the verifier params")
+    from engine.generation.vision_grid import VisionGrid  # imports transformers: only for this scale
+
+    grid = VisionGrid(int(params.get("resize_factor", RESIZE_FACTOR)), int(params["min_pixels"]), int(params["max_pixels"]))
+    h, w = grid.resized(int(height), int(width))
+    return float(w), float(h)
+
+
+def to_unit_boxes(raw: list[tuple[list[float], str | None]], frame: tuple[float, float], swapped: str = "reject") -> list[Box]:
+    """Boxes in 0-1 coordinates of a frame (width, height). Swapped corners are rejected
+    (`swapped: reject`) or reordered (`fix`); coordinates outside the frame are clipped to it."""
+    sx, sy = frame
     boxes = []
     for (x1, y1, x2, y2), label in raw:
         if x2 < x1 or y2 < y1:
@@ -151,14 +200,26 @@ def greedy_match(pred: list[Box], gt: list[Box], match_labels: bool) -> list[tup
     return out
 
 
-def _boxes(text: str, params: dict[str, Any], scale_key: str, is_truth: bool) -> list[Box]:
+def _parse(text: str, params: dict[str, Any]) -> list[tuple[list[float], str | None]]:
+    return parse_boxes(text, int(params.get("max_boxes", MAX_BOXES)))
+
+
+def _truth_boxes(truth: str, params: dict[str, Any]) -> tuple[list[Box], str]:
+    """The truth's boxes in 0-1, and the frame the answer is to be read in."""
     try:
-        raw = parse_boxes(text, int(params.get("max_boxes", MAX_BOXES)))
-        return to_unit_boxes(raw, params.get(scale_key, "auto"), params.get("image_size"), params.get("swapped", "reject"))
+        raw = _parse(truth, params)
+        gt_scale, pred_scale = box_scales(params, [c for c, _ in raw])
+        return to_unit_boxes(raw, frame_size(gt_scale, params), params.get("swapped", "reject")), pred_scale
     except BoxError as exc:
-        if is_truth:
-            raise GroundTruthError(f"box truth {text[:80]!r}: {exc.reason}") from None
-        raise
+        raise GroundTruthError(f"box truth {truth[:80]!r}: {exc.reason}") from None
+
+
+def _answer_boxes(answer: str, pred_scale: str, params: dict[str, Any]) -> list[Box] | VerifyResult:
+    frame = frame_size(pred_scale, params)  # a missing image size is a config error, raised
+    try:
+        return to_unit_boxes(_parse(answer, params), frame, params.get("swapped", "reject"))
+    except BoxError as exc:
+        return VerifyResult.unparsed(exc.reason, answer)
 
 
 def verify_iou(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
@@ -166,13 +227,12 @@ def verify_iou(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
     answer = extract_or_fail(output, params)
     if isinstance(answer, VerifyResult):
         return answer
-    gt = _boxes(truth, params, "gt_scale", is_truth=True)
+    gt, pred_scale = _truth_boxes(truth, params)
     if len(gt) != 1:
         raise GroundTruthError(f"iou truth must be one box, got {len(gt)}")
-    try:
-        pred = _boxes(answer, params, "pred_scale", is_truth=False)
-    except BoxError as exc:
-        return VerifyResult.unparsed(exc.reason, answer)
+    pred = _answer_boxes(answer, pred_scale, params)
+    if isinstance(pred, VerifyResult):
+        return pred
     if len(pred) != 1:
         return VerifyResult.unparsed("not_one_box", answer)
     iou = box_iou(pred[0], gt[0])
@@ -191,11 +251,10 @@ def verify_detection(output: str, truth: str, params: dict[str, Any]) -> VerifyR
     answer = extract_or_fail(output, params)
     if isinstance(answer, VerifyResult):
         return answer
-    gt = _boxes(truth, params, "gt_scale", is_truth=True)
-    try:
-        pred = _boxes(answer, params, "pred_scale", is_truth=False)
-    except BoxError as exc:
-        return VerifyResult.unparsed(exc.reason, answer)
+    gt, pred_scale = _truth_boxes(truth, params)
+    pred = _answer_boxes(answer, pred_scale, params)
+    if isinstance(pred, VerifyResult):
+        return pred
     match_labels = params.get("match_labels", "auto")
     if match_labels == "auto":
         match_labels = any(g.label is not None for g in gt)

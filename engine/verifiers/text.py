@@ -68,28 +68,37 @@ _SEPARATORS = re.compile(r" ?[,;/&+] ?| and | ", re.IGNORECASE)  # applied after
 _LETTER_WITH_TEXT = re.compile(r"^\(?([A-Za-z])(?:[.):]|\s*\))\s+\S")
 
 
-def _letters(token: str) -> list[str] | None:
-    """"B", "(b)", "C." -> one letter; "AC" (upper case only) -> several; anything else -> None."""
+def _single_letter(token: str) -> str | None:
+    """"B", "(b)", "C." -> the letter; anything longer -> None."""
     token = token.strip("()[]{}.:")
-    if not (token.isascii() and token.isalpha()):
+    return token.upper() if len(token) == 1 and token.isascii() and token.isalpha() else None
+
+
+def _letter_run(text: str) -> list[str] | None:
+    """"AC", "ABD": distinct capitals in alphabetical order, the way a multi-select answer is
+    written; "YES" or "CAB" are words, not a letter set."""
+    token = text.strip("()[]{}.:")
+    if len(token) < 2 or not (token.isascii() and token.isalpha() and token.isupper()):
         return None
-    if len(token) == 1:
-        return [token.upper()]
-    return list(token) if token.isupper() and len(set(token)) == len(token) else None
+    return list(token) if all(a < b for a, b in zip(token, token[1:])) else None
 
 
 def parse_choice(text: str, options: list[str] | None = None) -> frozenset[str] | None:
-    """Letters picked by an answer, as a set: "A, C", "(B)", "C A", "B. the red one"; None for prose.
+    """Letters picked by an answer, as a set; None for anything that is not a choice pattern.
 
-    A lone lowercase letter is a choice ("b"), but "a cat" is prose: the article is never read as
-    option A. With `options` (their texts, in letter order), an answer equal to an option's text
-    picks that option.
+    Patterns: single letters joined by separators ("A", "(b)", "C, A", "A and C"), one run of
+    letters ("AC"), or a letter with its option text ("B. the red one"). Letters are never pulled
+    out of words: "I AM" and "a cat" are prose. With `options` (their texts, in letter order),
+    an answer equal to an option's text picks that option.
     """
     text = re.sub(r"\s+", " ", strip_latex(text)).strip()
     tokens = [t for t in _SEPARATORS.split(text) if t]
-    letters = [_letters(t) for t in tokens]
+    letters = [_single_letter(t) for t in tokens]
     if tokens and all(letters):
-        return frozenset(c for group in letters for c in group)  # type: ignore[union-attr]
+        return frozenset(letters)  # type: ignore[arg-type]
+    run = _letter_run(text)
+    if run:
+        return frozenset(run)
     m = _LETTER_WITH_TEXT.match(text)
     if m:
         return frozenset({m.group(1).upper()})
@@ -119,8 +128,11 @@ _FRACTION = re.compile(r"^([-+]?)\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*([-+]?\d+)\
 
 
 def parse_number(text: str) -> float | None:
-    """A plain number: 12, -3.5, 1,234, 1e-3, 3/4, \\frac{3}{4}, 50% (the % dropped); None otherwise."""
+    """A plain number: 12, -3.5, 1,234, 1e-3, 3/4, \\frac{3}{4}, 50% (the % dropped), 5. (the
+    sentence's full stop dropped); None otherwise."""
     text = strip_latex(text).replace("\u2212", "-").replace("\\%", "%").replace("\\!", "").strip()
+    if text.endswith(".") and not text.endswith(".."):
+        text = text[:-1]
     text = text.removesuffix("%").strip()
     if not text or len(text) > 64:  # 64 chars is far beyond any real number and bounds float()/int()
         return None
@@ -137,15 +149,27 @@ def parse_number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def numeric_bound(truth: float, params: dict[str, Any]) -> float:
+    """How far an answer may be from `truth`: `tolerance` (absolute), or `tolerance * |truth|` with
+    `relative: true`, never below the optional absolute floor `abs_floor`."""
+    tol = float(params.get("tolerance", 0.0))
+    bound = tol * abs(truth) if params.get("relative") else tol
+    return max(bound, float(params.get("abs_floor", 0.0)))
+
+
+def within_bound(answer: float, truth: float, params: dict[str, Any]) -> bool:
+    # A few ulps of slack absorb float rounding of decimal text (0.4 - 0.3 > 0.1 in floats); they
+    # scale with the numbers compared, so they never act as an absolute tolerance of their own.
+    return abs(answer - truth) <= numeric_bound(truth, params) + 4 * math.ulp(max(abs(answer), abs(truth)))
+
+
 def verify_numeric(output: str, truth: str, params: dict[str, Any]) -> VerifyResult:
-    """|answer - truth| <= tolerance (absolute, or relative to |truth| with relative: true)."""
+    """|answer - truth| <= numeric_bound (absolute, or relative to |truth| with relative: true)."""
     parsed = _parse_both(output, truth, params, parse_number, "numeric", "not_a_number")
     if isinstance(parsed, VerifyResult):
         return parsed
     answer, want, got = parsed
-    tol = float(params.get("tolerance", 0.0))
-    bound = tol * max(1.0, abs(want)) if params.get("relative") else tol
-    return VerifyResult.judged(abs(got - want) <= bound + 1e-12, answer)
+    return VerifyResult.judged(within_bound(got, want, params), answer)
 
 
 _NUMBER_WORDS = {w: i for i, w in enumerate(

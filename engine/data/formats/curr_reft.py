@@ -16,14 +16,15 @@ from engine.data.sample import Message, Sample
 
 from engine.data.formats.answers import unwrap_answer
 from engine.data.formats.fields import required, scalar_text, text, with_placeholders
-from engine.data.formats.image_refs import image_refs
+from engine.data.formats.image_refs import image_refs, image_size
 from engine.data.formats.reading import RecordContext, read_with
 from engine.data.formats.records import iter_jsonl
 from engine.data.formats.tasks import verifier_for_task
 
 KNOWN_FIELDS = ("id", "problem", "solution", "task", "image")
-# Their open-stage detection reward: IoU >= 0.5 (methods.md section 3).
-OPEN_PARAMS = {"iou": {"threshold": 0.5}}
+# Their open-stage detection reward: IoU >= 0.5, truth and answer compared as written, in pixels of
+# the image file (a Qwen2.5-VL policy answers on its resized image: set pred_scale resized for that).
+OPEN_PARAMS = {"iou": {"threshold": 0.5, "scale": "pixel"}}
 OPEN_VERIFIERS = {"detection": "iou"}  # Curr-ReFT detection answers are single boxes
 STAGES = ("judge", "choice", "open")
 
@@ -44,7 +45,12 @@ def read_curr_reft(
     def parse(record: dict, ctx: RecordContext) -> Sample:
         return parse_curr_reft(record, ctx, stage=stage or stage_from_path(ctx.file))
 
-    return read_with(path, policy, parse, iter_jsonl, (".jsonl",), decode=decode, embed_images=embed_images, split=split)
+    return read_with(path, policy, parse, iter_jsonl, (".jsonl",), record_id=curr_reft_record_id, decode=decode,
+                     embed_images=embed_images, split=split)
+
+
+def curr_reft_record_id(record: dict, ctx: RecordContext) -> str:
+    return scalar_text(record["id"], "id") if record.get("id") is not None else ctx.fallback_id("curr_reft")
 
 
 def stage_from_path(path: Path) -> str:
@@ -66,19 +72,25 @@ def parse_curr_reft(record: dict, ctx: RecordContext, *, stage: str = "open") ->
     kept = {"stage": stage, **{k: v for k, v in record.items() if k not in KNOWN_FIELDS}}
     if wrapper:
         kept["solution_wrapper"] = wrapper
-    record_id = record.get("id")
     verifier = {"judge": "yesno", "choice": "choice"}.get(stage) or OPEN_VERIFIERS.get(task) or verifier_for_task(task)
     return Sample(
-        id=scalar_text(record_id, "id") if record_id is not None else ctx.fallback_id("curr_reft"),
+        id=curr_reft_record_id(record, ctx),
         images=images,
         # Their trainer sends [image part, text part]: the placeholder goes first.
         messages=[Message("user", with_placeholders(problem, len(images)))],
         answer=answer,
         task=task,
         verifier=verifier,
-        verifier_params=dict(OPEN_PARAMS.get(verifier, {})),
+        verifier_params=_open_params(verifier, images, ctx),
         domain=task,
         source="curr_reft",
         split=ctx.split,
         meta={"curr_reft": kept},
     )
+
+
+def _open_params(verifier: str, images: list, ctx: RecordContext) -> dict:
+    params = dict(OPEN_PARAMS.get(verifier, {}))
+    if params.get("scale") == "pixel" and len(images) == 1:
+        params["image_size"] = image_size(images[0], ctx.policy)
+    return params

@@ -27,7 +27,12 @@ KNOWN_FIELDS = ("id", "ability", "prompt", "ground_truth", "image_paths")
 def read_difficulty_sampling(
     path: str | Path, policy: ImagePolicy, *, decode: bool = True, embed_images: bool = True, split: str = "train"
 ) -> tuple[list[Sample], list[QuarantineRecord]]:
-    return read_with(path, policy, parse_difficulty_sampling, iter_jsonl, (".jsonl",), decode=decode, embed_images=embed_images, split=split)
+    return read_with(path, policy, parse_difficulty_sampling, iter_jsonl, (".jsonl",), record_id=difficulty_sampling_record_id,
+                     decode=decode, embed_images=embed_images, split=split)
+
+
+def difficulty_sampling_record_id(record: dict, ctx: RecordContext) -> str:
+    return scalar_text(required(record, "id"), "id")
 
 
 def parse_difficulty_sampling(record: dict, ctx: RecordContext) -> Sample:
@@ -39,7 +44,7 @@ def parse_difficulty_sampling(record: dict, ctx: RecordContext) -> Sample:
     if wrapper:
         kept["ground_truth_wrapper"] = wrapper
     return Sample(
-        id=scalar_text(required(record, "id"), "id"),
+        id=difficulty_sampling_record_id(record, ctx),
         images=images,
         messages=[Message("user", with_placeholders(prompt, len(images)))],
         answer=answer,

@@ -7,7 +7,8 @@ from engine.data.fields import items, json_object, optional_text, required, scal
 from engine.data.reasons import Reason, SampleError
 from engine.data.sample import IMAGE_PLACEHOLDER, Message
 
-__all__ = ["items", "json_object", "messages", "optional_text", "required", "scalar_text", "split_name", "text", "with_placeholders"]
+__all__ = ["items", "json_object", "messages", "optional_text", "required", "scalar_text", "split_name", "text", "verifier_params",
+           "with_placeholders"]
 
 # Split names other projects use for ours.
 SPLIT_ALIASES = {"training": "train", "validation": "val", "valid": "val", "dev": "val", "eval": "val", "testing": "test"}
@@ -55,3 +56,21 @@ def with_placeholders(prompt: str, n_images: int) -> str:
         return prompt
     return IMAGE_PLACEHOLDER * n_images + "\n" + prompt
 
+
+def verifier_params(value: Any, name: str) -> dict[str, Any]:
+    """A verifier-params object without null keys, at any depth. Parquet struct columns give every
+    row every key any row of the file had (None where the row had none); a verifier must not read
+    those as settings."""
+    return _without_nulls(json_object(value, name))
+
+
+def _without_nulls(obj: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            value = _without_nulls(value)
+            if not value:  # a struct whose every field was null: absent in this row
+                continue
+        if value is not None:
+            out[key] = value
+    return out

@@ -11,7 +11,7 @@ import binascii
 from pathlib import Path
 from typing import Any
 
-from engine.data.images import ImagePolicy, read_image_bytes, resolve_image_path
+from engine.data.images import ImagePolicy, load_image, read_image_bytes, resolve_image_path
 from engine.data.reasons import Reason, SampleError
 from engine.data.sample import ImageRef
 
@@ -30,6 +30,12 @@ def image_refs(value: Any, policy: ImagePolicy, *, embed: bool, name: str = "ima
     if value is None:
         return []
     return [image_ref(entry, policy, embed=embed, name=f"{name}[{i}]") for i, entry in enumerate(items(value, name))]
+
+
+def image_size(ref: ImageRef, policy: ImagePolicy) -> list[int]:
+    """[width, height] of a referenced image, read under the usual guards: box answers are
+    measured against it (the box verifiers' `image_size`)."""
+    return list(load_image(ref.bytes, ref.path, policy).size)
 
 
 def image_ref(entry: Any, policy: ImagePolicy, *, embed: bool, name: str = "image") -> ImageRef:

@@ -30,6 +30,9 @@ class RecordContext:
 
 
 RecordParser = Callable[[dict, RecordContext], Sample]
+# The id the record's sample gets (the parser uses the same function), so a record quarantined while
+# it is parsed (an image path outside the roots, a missing file) still names itself.
+RecordId = Callable[[dict, RecordContext], str]
 
 
 def input_files(path: str | Path, suffixes: Sequence[str]) -> list[Path]:
@@ -49,6 +52,7 @@ def read_with(
     iter_records: Callable[[Path], Iterable[RawRecord]],
     suffixes: Sequence[str],
     *,
+    record_id: RecordId,
     decode: bool = True,
     embed_images: bool = True,
     split: str = "train",
@@ -62,16 +66,26 @@ def read_with(
                 if isinstance(record, SampleError):
                     yield source, record, raw
                     continue
-                yield source, _parse_one(parse, record, RecordContext(file, position, confined, embed_images, split)), raw
+                ctx = RecordContext(file, position, confined, embed_images, split)
+                yield source, _parse_one(parse, record_id, record, ctx), raw
 
     return validate_all(parsed(), confined, decode=decode)
 
 
-def _parse_one(parse: RecordParser, record: dict, ctx: RecordContext) -> Sample | SampleError:
+def _parse_one(parse: RecordParser, record_id: RecordId, record: dict, ctx: RecordContext) -> Sample | SampleError:
     try:
         return parse(record, ctx)
     except SampleError as err:
+        err.record_id = err.record_id or _id_or_empty(record_id, record, ctx)
         return err
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         # Safety net for shapes the parser did not foresee: still a quarantined record, not a crash.
-        return SampleError(Reason.BAD_FIELD_TYPE, f"{type(exc).__name__}: {exc}"[:300])
+        return SampleError(Reason.BAD_FIELD_TYPE, f"{type(exc).__name__}: {exc}"[:300], _id_or_empty(record_id, record, ctx))
+
+
+def _id_or_empty(record_id: RecordId, record: dict, ctx: RecordContext) -> str:
+    """The record's id for its quarantine record; "" when the id itself is missing or malformed."""
+    try:
+        return record_id(record, ctx)
+    except (SampleError, TypeError, ValueError, AttributeError, KeyError):
+        return ""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, Reason, SampleError
-from engine.data.sample import Sample
+from engine.data.sample import Sample, check_verifier
 from engine.model.chat import format_response
 
 from engine.data.formats.answers import unwrap_answer
@@ -42,12 +42,20 @@ def read_swift(
     task: str = "general",
     verifier: str | None = None,
 ) -> tuple[list[Sample], list[QuarantineRecord]]:
-    """`task`/`verifier` apply to records without task/verifier columns (foreign files)."""
+    """`task`/`verifier` apply to records without task/verifier columns (foreign files). A record
+    naming a verifier gradus does not have is quarantined (unknown_verifier)."""
+    if verifier:
+        check_verifier(verifier)  # a wrong option is refused once, not quarantined record by record
 
     def parse(record: dict, ctx: RecordContext) -> Sample:
         return parse_swift(record, ctx, task=task, verifier=verifier)
 
-    return read_with(path, policy, parse, iter_jsonl, (".jsonl",), decode=decode, embed_images=embed_images, split=split)
+    return read_with(path, policy, parse, iter_jsonl, (".jsonl",), record_id=swift_record_id, decode=decode,
+                     embed_images=embed_images, split=split)
+
+
+def swift_record_id(record: dict, ctx: RecordContext) -> str:
+    return scalar_text(record["id"], "id") if record.get("id") is not None else ctx.fallback_id("swift")
 
 
 def parse_swift(record: dict, ctx: RecordContext, *, task: str = "general", verifier: str | None = None) -> Sample:
@@ -64,9 +72,8 @@ def parse_swift(record: dict, ctx: RecordContext, *, task: str = "general", veri
             swift_meta["extra"] = extra
         meta["swift"] = swift_meta
     record_task = optional_text(record.get("task"), "task") or optional_text(record.get("task_type"), "task_type") or task
-    record_id = record.get("id")
     return Sample(
-        id=scalar_text(record_id, "id") if record_id is not None else ctx.fallback_id("swift"),
+        id=swift_record_id(record, ctx),
         images=images,
         messages=msgs,
         answer=answer,

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, Reason, SampleError
-from engine.data.sample import MESSAGE_TYPE, Sample
+from engine.data.sample import MESSAGE_TYPE, Sample, check_verifier
 
 from engine.data.formats.fields import json_object, messages, optional_text, required, scalar_text, split_name, text
 from engine.data.formats.image_refs import image_refs
@@ -106,12 +106,16 @@ def read_verl(
     verifier: str | None = None,
 ) -> tuple[list[Sample], list[QuarantineRecord]]:
     """verl parquet (a file or a directory of them). Files gradus wrote come back field for field;
-    others get task = ability, verifier = `verifier` or the task's default, id from extra_info.index."""
+    others get task = ability, verifier = `verifier` or the task's default, id from extra_info.index.
+    A row naming a verifier gradus does not have is quarantined (unknown_verifier)."""
+    if verifier:
+        check_verifier(verifier)  # a wrong option is refused once, not quarantined row by row
 
     def parse(record: dict, ctx: RecordContext) -> Sample:
         return parse_verl(record, ctx, verifier=verifier)
 
-    return read_with(path, policy, parse, iter_parquet, (".parquet",), decode=decode, embed_images=embed_images, split=split)
+    return read_with(path, policy, parse, iter_parquet, (".parquet",), record_id=verl_record_id, decode=decode,
+                     embed_images=embed_images, split=split)
 
 
 def parse_verl(record: dict, ctx: RecordContext, *, verifier: str | None = None) -> Sample:
@@ -132,7 +136,7 @@ def parse_verl(record: dict, ctx: RecordContext, *, verifier: str | None = None)
     if foreign:
         meta["verl"] = foreign
     return Sample(
-        id=_sample_id(ours.get("id"), data_source, index, ctx),
+        id=verl_record_id(record, ctx),
         images=images,
         messages=msgs,
         answer=answer,
@@ -146,9 +150,13 @@ def parse_verl(record: dict, ctx: RecordContext, *, verifier: str | None = None)
     )
 
 
-def _sample_id(value: Any, data_source: str, index: Any, ctx: RecordContext) -> str:
-    if value is not None:
-        return scalar_text(value, "extra_info.id")
+def verl_record_id(record: dict, ctx: RecordContext) -> str:
+    """extra_info.id (gradus-written files); verl's own files carry none: data_source-file-index."""
+    extra = json_object(record.get("extra_info"), "extra_info")
+    if extra.get("id") is not None:
+        return scalar_text(extra["id"], "extra_info.id")
+    index = extra.get("index")
+    data_source = text(required(record, "data_source"), "data_source")
     return f"{data_source}-{ctx.file.stem}-{index if index is not None else ctx.position}"
 
 

@@ -1,5 +1,6 @@
 """Curr-ReFT reformulation on real synthetic samples: variants verify, distractors never do,
 yes/no is balanced, nothing crosses splits, nothing vanishes, same seed -> same variants."""
+import ast
 import json
 import random
 from collections import Counter, defaultdict
@@ -23,6 +24,7 @@ from engine.shaping.reformulate import (
     reformulate,
     source_accepts,
 )
+from engine.shaping.distractors import number_variants, seeded_rng
 from engine.shaping.reformulate_job import ReformulateJobConfig, run_reformulate
 from engine.synth import FAMILIES, SynthConfig, generate_split
 from engine.verifiers import VTRIUNE_IOU_SCHEDULE, RewardConfig, compute_reward, verify
@@ -337,3 +339,115 @@ def test_math_answers_use_the_isolated_verifier(sources):
     # the pool holds 0.75 and 2 for \\frac{3}{4}: 2 is a distractor, 0.75 is the same answer and never an option
     assert "2" in by_id["three-quarters"].verifier_params["options"] and "0.75" not in by_id["three-quarters"].verifier_params["options"]
     assert "\\frac{3}{4}" not in by_id["point-75"].verifier_params["options"]
+
+
+# ----- an independent check of the distractors ---------------------------------------------------
+# The search keeps a candidate when the source's verifier rejects it, so checking its output with
+# that same verifier proves nothing. Here each family gets a truth, answers known to be right
+# (other ways of writing it) and answers known to be wrong, all in the answer pool beside it;
+# every distractor shown must not be a known-right answer and must be wrong by a rule written
+# out below, without calling any verifier.
+
+def _number(text: str) -> float:
+    return float(text.strip().rstrip("."))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _boxes(text: str) -> list[tuple[list[float], str | None]]:
+    obj = ast.literal_eval(text.strip())
+    if isinstance(obj, dict):
+        obj = [obj]
+    if len(obj) == 4 and all(isinstance(v, (int, float)) for v in obj):
+        return [(list(obj), None)]
+    return [(o["bbox_2d"], o.get("label")) if isinstance(o, dict) else (list(o), None) for o in obj]
+
+
+def _one_box_right(text: str, truth: str, bar: float) -> bool:
+    got, want = _boxes(text), _boxes(truth)
+    if len(got) != 1:
+        return False
+    (box, label), (true_box, true_label) = got[0], want[0]
+    return label == true_label and box[2] > box[0] and box[3] > box[1] and _iou(box, true_box) >= bar
+
+
+def _label_set(text: str) -> frozenset[str]:
+    return frozenset(x.strip().lower() for x in text.replace(";", ",").split(",") if x.strip())
+
+
+# task (a synth family or this module's extra tasks), verifier, params, truth, known right, known wrong, right-by-hand
+KNOWN_ANSWERS = [
+    ("counting", "numeric", {"tolerance": 0}, "3", ["3.0", "3.", "03"], ["2", "4", "7"], lambda t, truth: _number(t) == 3),
+    ("chart", "numeric", {"tolerance": 0.05, "relative": True}, "0.02", ["0.0201", "0.0199", "2e-2"], ["0.03", "0.5", "0.01"],
+     lambda t, truth: abs(_number(t) - 0.02) <= 0.001 + 1e-12),
+    ("color", "exact", {"normalize": True}, "red", ["Red", "red.", "RED"], ["blue", "green", "dark red"],
+     lambda t, truth: t.strip().lower().rstrip(".") == "red"),
+    ("ocr", "ocr", {"max_distance": 0.0}, "A7K2", ["a7k2", "A7k2"], ["A7K3", "B7K2", "A7K"], lambda t, truth: t.strip().lower() == "a7k2"),
+    ("grounding", "iou", {"threshold": 0.5, "scale": "pixel", "image_size": [112, 112]}, "[20, 20, 60, 60]",
+     ["[21, 20, 60, 61]", "[22, 22, 62, 62]"], ["[60, 60, 100, 100]", "[0, 0, 10, 10]", "[0.18, 0.18, 0.54, 0.54]"],
+     lambda t, truth: _one_box_right(t, truth, 0.5)),
+    # V-Triune-style truth on the 0-1000 grid of a 1280x960 image, at their first bar (0.85)
+    ("detection", "detection", {"threshold": 0.85, "scale": "thousand", "image_size": [1280, 960]},
+     "[{'bbox_2d': [100, 50, 1000, 1000], 'label': 'dog'}]",
+     ["[{'bbox_2d': [100, 50, 990, 990], 'label': 'dog'}]", "[{'bbox_2d': [105, 55, 1000, 1000], 'label': 'dog'}]"],
+     ["[{'bbox_2d': [0, 0, 300, 300], 'label': 'dog'}]", "[{'bbox_2d': [100, 50, 1000, 1000], 'label': 'cat'}]"],
+     lambda t, truth: _one_box_right(t, truth, 0.85)),
+    ("colour_set", "labels", {"threshold": 1.0}, "red, blue", ["blue, red", "Red; Blue"], ["red", "green", "red, green", "green, blue"],
+     lambda t, truth: _label_set(t) == _label_set(truth)),
+]
+
+
+@pytest.fixture(scope="module")
+def known_result(sources):
+    image_of = {}
+    for s in sources:
+        image_of.setdefault(s.task, s)
+    rows = []
+    for task, verifier, params, truth, right, wrong, _ in KNOWN_ANSWERS:
+        base = replace(image_of[task], task=task, verifier=verifier, verifier_params=params, split="train",
+                       messages=[Message("user", "<image>What is shown here?")])
+        rows.append(replace(base, id=f"known-{task}", answer=truth))
+        rows += [replace(base, id=f"known-{task}-{kind}{i}", answer=a) for kind, answers in (("r", right), ("w", wrong)) for i, a in enumerate(answers)]
+    return reformulate(rows, ReformulateConfig(seed=11, stages=["judge", "choice"]))
+
+
+@pytest.mark.parametrize("task,verifier,params,truth,right,wrong,right_by_hand", KNOWN_ANSWERS, ids=[k[0] for k in KNOWN_ANSWERS])
+def test_distractors_are_wrong_by_an_independent_rule(known_result, task, verifier, params, truth, right, wrong, right_by_hand):
+    assert right_by_hand(truth, truth) and all(right_by_hand(t, truth) for t in right) and not any(right_by_hand(t, truth) for t in wrong)
+    shown: list[str] = []
+    judge = next(v for v in known_result.stages["judge"] if v.id == f"known-{task}#judge")
+    candidate = judge.meta["curr_reft"]["candidate"]
+    if judge.answer == "no":
+        shown.append(candidate)
+    else:
+        assert candidate == truth
+    choice = next(v for v in known_result.stages["choice"] if v.id == f"known-{task}#choice")
+    multi = choice.meta["curr_reft"]["multi_select"]
+    for i, text in enumerate(choice.verifier_params["options"]):
+        correct = chr(ord("A") + i) in choice.meta["curr_reft"]["correct"]
+        if multi:  # options are single labels: right exactly when the label is in the true set
+            assert (text.strip().lower() in _label_set(truth)) == correct, text
+        elif correct:
+            assert text == truth
+        if not correct:
+            shown.append(text)
+    assert shown, task
+    for text in shown:
+        assert text not in right, (task, text)
+        assert not right_by_hand(text, truth), (task, text)
+    # the known-wrong pool answers are real candidates, not crowded out by the rule above
+    assert set(shown) & set(wrong), (task, shown)
+
+
+def test_relative_number_distractors_stay_near_a_small_truth():
+    """Relative tolerance below 1 is relative: 5 % of 0.001 leaves near misses, not +-0.1 jumps."""
+    params = {"tolerance": 0.05, "relative": True}
+    made = [float(t) for t in number_variants("0.001", "numeric", params, seeded_rng(0, "x"))]
+    assert made and all(abs(v - 0.001) > 0.05 * 0.001 for v in made)
+    assert min(abs(v - 0.001) for v in made) <= 0.002, made
+    assert not any(verify("numeric", format_response(f"{v:.3f}"), "0.001", params).passed for v in made)

@@ -34,18 +34,68 @@ def test_iou_score_is_the_overlap_and_threshold_is_configurable():
 
 
 @pytest.mark.parametrize("answer,params", [
-    ("[0.1, 0.1, 0.5, 0.5]", {}),  # 0-1 prediction vs pixel truth
+    ("[0.1, 0.1, 0.5, 0.5]", {"pred_scale": "unit"}),
     ("[100, 100, 500, 500]", {"pred_scale": "thousand"}),  # Qwen2-VL's 0-1000 grid
-    ("[20, 20, 100, 100]", {"image_size": [200, 200]}),  # pixels of a 200 px image
+    ("[20, 20, 100, 100]", {"pred_scale": "pixel", "image_size": [200, 200]}),  # pixels of a 200 px image
 ])
-def test_pixel_unit_and_thousand_scales_agree(answer, params):
-    r = verify("iou", B(answer), "[0.1, 0.1, 0.5, 0.5]", {"image_size": [100, 100], **params})
+def test_declared_pixel_unit_and_thousand_scales_agree(answer, params):
+    r = verify("iou", B(answer), "[0.1, 0.1, 0.5, 0.5]", {"gt_scale": "unit", **params})
     assert r.passed and r.score == pytest.approx(1.0), r
 
 
 def test_pixel_boxes_without_image_size_are_a_recorded_error():
     r = verify("iou", B("[10, 10, 50, 50]"), GT, {"pred_scale": "pixel", "gt_scale": "pixel"})
     assert not r.passed and r.reason.startswith("error:ValueError") and "image_size" in r.reason
+
+
+@pytest.mark.parametrize("name", ["iou", "detection"])
+@pytest.mark.parametrize("params", [
+    {"image_size": [1280, 960]},  # no scale stated: the truth's frame (0-1000 here) is the answer's too
+    {"scale": "thousand", "image_size": [1280, 960]},
+    {"scale": "thousand"},
+])
+def test_the_answer_cannot_pick_its_own_scale(name, params):
+    """[0, 0, 1, 1] is a speck in the truth's 0-1000 frame, not the whole image read as 0-1."""
+    r = verify(name, B("[0, 0, 1, 1]"), "[0, 0, 1000, 1000]", params)
+    assert r.reason == "" and not r.passed and r.score < 0.01, r
+    assert verify(name, B("[0, 0, 1000, 1000]"), "[0, 0, 1000, 1000]", params).passed
+
+
+def test_pixel_truth_fixes_the_frame_for_unit_answers():
+    size = {"image_size": [112, 112]}
+    for params in (size, {**size, "scale": "pixel"}):
+        r = verify("iou", B("[0.1, 0.1, 0.9, 0.9]"), "[11, 11, 101, 101]", params)
+        assert r.reason == "" and r.score < 0.01, r
+    assert verify("iou", B("[0.1, 0.1, 0.9, 0.9]"), "[11, 11, 101, 101]", {**size, "gt_scale": "pixel", "pred_scale": "unit"}).score > 0.95
+
+
+# Qwen2.5-VL answers in pixels of the image its processor resized (smart_resize, factor 28): a
+# 1280x960 image with max_pixels 1003520 is seen as 1148x840.
+QWEN = {"gt_scale": "pixel", "pred_scale": "resized", "image_size": [1280, 960], "min_pixels": 3136, "max_pixels": 1003520}
+
+
+def test_resized_scale_maps_qwen25_coordinates_back_to_the_original_image():
+    truth = "[128, 96, 640, 480]"  # original pixels; on the resized image: [114.8, 84, 574, 420]
+    r = verify("iou", B("[115, 84, 574, 420]"), truth, {**QWEN, "threshold": 0.95})
+    assert r.passed and r.score > 0.99, r
+    as_original = verify("iou", B("[115, 84, 574, 420]"), truth, {**QWEN, "pred_scale": "pixel", "threshold": 0.95})
+    assert not as_original.passed and as_original.score < 0.75
+    # V-Triune: truth on the 0-1000 grid, the Qwen2.5-VL answer in resized pixels
+    vt = verify("detection", B("[{'bbox_2d': [115, 84, 574, 420], 'label': 'dog'}]"), "[{'bbox_2d': [100, 100, 500, 500], 'label': 'dog'}]",
+                {**QWEN, "gt_scale": "thousand", "threshold": 0.95})
+    assert vt.passed, vt
+
+
+@pytest.mark.parametrize("missing", ["min_pixels", "max_pixels", "image_size"])
+def test_resized_scale_needs_the_processor_bounds(missing):
+    params = {k: v for k, v in QWEN.items() if k != missing}
+    r = verify("iou", B("[115, 84, 574, 420]"), "[128, 96, 640, 480]", params)
+    assert not r.passed and r.reason.startswith("error:ValueError") and missing in r.reason, r
+
+
+def test_unknown_scale_is_a_recorded_error():
+    r = verify("iou", B("[1, 1, 5, 5]"), GT, {"scale": "inches", "image_size": [100, 100]})
+    assert not r.passed and r.reason.startswith("error:ValueError") and "inches" in r.reason, r
 
 
 DET_GT = "[{'bbox_2d': [0, 0, 100, 100], 'label': 'cat'}, {'bbox_2d': [200, 200, 300, 300], 'label': 'dog'}]"

@@ -33,6 +33,20 @@ def test_extraction_takes_the_final_answer_not_the_reasoning():
     ("numeric", B("3.2"), "3.14159", {"tolerance": 0.01}, False, ""),
     ("numeric", B("101"), "100", {"tolerance": 0.02, "relative": True}, True, ""),
     ("numeric", B("1e999"), "1", {}, False, "not_a_number"),
+    # relative means relative, also below 1: 5 % of 0.001 is 0.00005
+    ("numeric", B("0.04"), "0.001", {"tolerance": 0.05, "relative": True}, False, ""),
+    ("numeric", B("0.00104"), "0.001", {"tolerance": 0.05, "relative": True}, True, ""),
+    ("numeric", B("0.0011"), "0.001", {"tolerance": 0.05, "relative": True}, False, ""),
+    ("numeric", B("0.04"), "0.001", {"tolerance": 0.05, "relative": True, "abs_floor": 0.05}, True, ""),  # an explicit floor
+    ("numeric", B("0.3"), "0", {"tolerance": 0.05, "relative": True}, False, ""),
+    ("numeric", B("0"), "0", {"tolerance": 0.05, "relative": True}, True, ""),
+    ("numeric", B("0.4"), "0.3", {"tolerance": 0.1}, True, ""),  # 0.4 - 0.3 is 0.10000000000000003 in floats
+    # a trailing full stop ends the sentence, not the number
+    ("numeric", B("5."), "5", {}, True, ""),
+    ("numeric", "<answer>-2.5.</answer>", "-2.5", {}, True, ""),
+    ("numeric", B("5.."), "5", {}, False, "not_a_number"),
+    ("numeric", B("."), "5", {}, False, "not_a_number"),
+    ("count", B("5."), "5", {}, True, ""),
     ("numeric", "no box", "2", {}, False, "no_answer"),
     ("numeric", B(""), "2", {}, False, "no_answer"),
     ("numeric", B("2"), "n/a", {}, False, "bad_ground_truth"),
@@ -70,6 +84,13 @@ def test_extraction_takes_the_final_answer_not_the_reasoning():
     ("choice", B("a"), "A", {}, True, ""),
     ("choice", B("red circle"), "B", {"options": ["blue square", "red circle"]}, True, ""),
     ("choice", B("E"), "A", {"options": ["w", "x", "y", "z"]}, False, "choice_out_of_range"),
+    # letters only from a choice pattern: upper-case prose is not a letter set
+    ("choice", B("I AM"), "A,I,M", {}, False, "not_a_choice"),
+    ("choice", B("YES"), "E,S,Y", {}, False, "not_a_choice"),
+    ("choice", B("AC BD"), "A,B,C,D", {}, False, "not_a_choice"),
+    ("choice", B("AC"), "A,C", {}, True, ""),
+    ("choice", B("A C"), "A,C", {}, True, ""),
+    ("choice", B("(A), (C)"), "A,C", {}, True, ""),
     # OCR: normalized edit distance
     ("ocr", B("HELLO"), "hello", {}, True, ""),
     ("ocr", B("1234"), "1284", {"max_distance": 0.0}, False, ""),
@@ -106,3 +127,11 @@ def test_verifier_errors_are_recorded_not_raised():
 def test_unknown_verifier_is_a_configuration_error():
     with pytest.raises(KeyError, match="unknown verifier"):
         verify("nope", "x", "y")
+
+
+@pytest.mark.parametrize("answer,ok", [("I AM", False), ("YES", False), ("It is B", False), ("B", True), ("A, C", True), ("AC", True)])
+def test_choice_format_check_wants_a_choice_pattern(answer, ok):
+    from engine.verifiers import check_format
+
+    r = check_format("think_answer", f"<think>x</think><answer>{answer}</answer>", {"answer_kind": "choice"})
+    assert r.passed == ok, r

@@ -22,7 +22,8 @@ def test_open_stage_records(tmp_path, policy):
     det, cls, math = samples
     assert det.id == "curr_reft-detection_coco_train-1"  # no id in their files: file stem + line
     assert det.messages[0].content == "<image>\nOutput the bounding box of the dog."
-    assert (det.answer, det.verifier, det.verifier_params) == ("[10, 20, 30, 40]", "iou", {"threshold": 0.5})
+    # their reward compares boxes as written, in pixels of the image file (a.png is 16x16)
+    assert (det.answer, det.verifier, det.verifier_params) == ("[10, 20, 30, 40]", "iou", {"threshold": 0.5, "scale": "pixel", "image_size": [16, 16]})
     assert det.meta["curr_reft"]["stage"] == "open"
     assert det.meta["curr_reft"]["solution_wrapper"] == {"prefix": "<thinking>It is left.</thinking><answer>", "suffix": "</answer>"}
     assert (cls.answer, cls.verifier, cls.domain, cls.source) == ("cat, dog", "labels", "classify", "curr_reft")

@@ -81,7 +81,7 @@ def test_curr_reft_reader(tmp_path, root):
     assert [(s.task, s.verifier, s.answer) for s in good] == [
         ("detection", "iou", "[10, 20, 30, 40]"), ("classification", "labels", "cat, dog"), ("math", "math", "\\frac{3}{4}"),
     ]
-    assert good[0].verifier_params == {"threshold": 0.5}
+    assert good[0].verifier_params == {"threshold": 0.5, "scale": "pixel", "image_size": [40, 30]}  # pixels of a.png
     assert good[2].meta["curr_reft"]["solution_wrapper"] == {"prefix": "<answer>\\boxed{", "suffix": "}</answer>"}
     assert reasons(bad) == ["missing_field"]
 
@@ -127,7 +127,7 @@ def test_vtriune_reader(tmp_path):
     pq.write_table(_vtriune_table(rows), f)
     good, bad = read_records("vtriune", f, ImagePolicy())
     assert [(s.id, s.task, s.verifier, s.domain) for s in good] == [("v3det-1", "detection", "detection", "v3det"), ("mmk12-2", "math", "math", "mmk12")]
-    assert good[0].verifier_params == {"det_verifier_normalized": True}
+    assert good[0].verifier_params == {"det_verifier_normalized": True, "gt_scale": "thousand", "pred_scale": "resized", "image_size": [40, 30]}
     kept = good[0].meta["vtriune"]
     assert kept["reward_model"]["format_ratio"] == 0.1 and kept["extra_info"]["image_path"] == "v3det/1.jpg"
     assert reasons(bad) == ["bad_json"]
