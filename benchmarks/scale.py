@@ -53,6 +53,7 @@ class NoopActor:
 
 def noop_driver(spec_path: str) -> int:
     """The no-op job, run as a driver process on the simulated cluster (RAY_ADDRESS set)."""
+    import pyarrow as pa
     import ray.data
 
     from engine.config import from_dict
@@ -69,7 +70,8 @@ def noop_driver(spec_path: str) -> int:
     pool = ActorPoolConfig(min_actors=spec["actors"], max_actors=spec["actors"], num_cpus=0.5, batch_size=spec["batch_size"], omp_threads=1)
     ds = ray.data.read_parquet(spec["input"]).repartition(target_num_rows_per_block=spec["batch_size"])
     out = ds.map_batches(NoopActor, batch_format="pandas", **map_batches_kwargs(pool, from_dict(Placement, PLACEMENT)))
-    ResumableOutput(spec["out"], {"noop": spec["input"]}).stream(out, spec["rows"], "noop")
+    schema = pa.schema([("id", pa.string()), ("noop", pa.bool_())])  # NoopActor's rows
+    ResumableOutput(spec["out"], {"noop": spec["input"]}, schema).stream(out, spec["rows"], "noop")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Ray Data pipeline: canonical shards -> CMAB actor pool (one HF model on lean attention per actor) -> scores.
 
-read_parquet -> drop ids already scored -> map_batches(CmabActor, ActorPoolStrategy(min, max)) ->
+Input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once) -> drop
+ids already scored -> map_batches(CmabActor, ActorPoolStrategy(min, max)) ->
 result blocks streamed into parts/ and consolidated (pipelines/resumable.py: a kill -9 at any
 point followed by the same command gives the uninterrupted result) -> `scores.parquet` +
 `quarantine.parquet` + `summary.json` + plots (rho-bar histograms, layer profiles, heatmaps) +
@@ -18,18 +19,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
+
 from engine import __version__
 from engine.cmab.config import CmabConfig
 from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.data.images import ImagePolicy
+from engine.data.shards import ShardIndex, index_shards
 from engine.generation.base import GenerationConfig
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
-from pipelines.resumable import ResumableOutput, pending, problem_rows
+from pipelines.inputs import job_rows
+from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "mode", "rho_bar", "bucket", "unsolved", "response_source", "response", "generations",
                   "tokens", "layer_profile", "prompt_tokens", "response_tokens", "image_tokens", "image_spans", "error",
                   "error_detail", "attention_rows"]
+OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, rho_bar=pa.float64(), unsolved=pa.bool_(), generations=pa.int64(), tokens=pa.int64(),
+                              layer_profile=pa.list_(pa.float64()), prompt_tokens=pa.int64(), response_tokens=pa.int64(),
+                              image_tokens=pa.int64())
 
 
 @dataclass
@@ -66,9 +75,10 @@ class CmabJobConfig:
     cmab: CmabConfig = field(default_factory=CmabConfig)
     responses: CmabResponsesConfig = field(default_factory=CmabResponsesConfig)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="hf", temperature=0.7, max_new_tokens=24))
+    images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     heatmaps: HeatmapConfig = field(default_factory=HeatmapConfig)
-    limit: int = 0  # 0 = all rows
+    limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume
 
@@ -96,14 +106,13 @@ class CmabActor:
         import ray
 
         from engine.cmab.scorer import CmabScorer
-        from engine.data.images import ImagePolicy
 
         self.cfg = from_dict(CmabJobConfig, job)
         self.device = _device(self.cfg.device)
-        self.scorer = CmabScorer(self.cfg.model_path, self.cfg.cmab, device=self.device, dtype=self.cfg.dtype)
+        self.policy = self.cfg.images
+        self.scorer = CmabScorer(self.cfg.model_path, self.cfg.cmab, device=self.device, dtype=self.cfg.dtype, policy=self.policy)
         self.responses = ray.get(responses[0]) if responses else {}  # wrapped in a list: Ray passes the ref unresolved
         self.provenance, self.heatmap_ids = provenance, set(heatmap_ids)
-        self.policy = ImagePolicy()
         self._backend = None
 
     def _fallback_backend(self):
@@ -168,16 +177,15 @@ class CmabActor:
         return frame
 
 
-def _heatmap_ids(cfg: CmabJobConfig) -> list[str]:
+def _heatmap_ids(cfg: CmabJobConfig, index: ShardIndex) -> list[str]:
     """The configured ids plus the first `per_task` ids (sorted) of each task among the rows scored."""
     ids = list(cfg.heatmaps.ids)
     if cfg.heatmaps.per_task > 0:
-        import ray.data
-
-        ds = ray.data.read_parquet(cfg.input, columns=["id", "task"])
-        frame = (ds.limit(cfg.limit) if cfg.limit else ds).to_pandas()
-        for _, group in frame.groupby("task"):
-            ids += sorted(group["id"].astype(str))[: cfg.heatmaps.per_task]
+        by_task: dict[str | None, list[str]] = {}
+        for rid, task in zip(index.ids, index.tasks):
+            by_task.setdefault(task, []).append(rid)
+        for group in by_task.values():
+            ids += sorted(group)[: cfg.heatmaps.per_task]
     return sorted(set(ids))
 
 
@@ -210,7 +218,6 @@ def _write_report(out: Path, summary: dict, heatmaps: list[Path]) -> Path:
 
 def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
     import ray
-    import ray.data
 
     from engine.cmab.report import write_layer_profiles, write_rho_histograms
     from engine.cmab.responses import responses_from_pism
@@ -222,30 +229,28 @@ def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
     # What decides a row's scores: the model, the metric settings and where responses come from.
     chash = config_hash({"model_path": cfg.model_path, "dtype": cfg.dtype, "cmab": to_dict(cfg.cmab),
                          "responses": to_dict(cfg.responses), "generation": to_dict(cfg.generation)})
-    output = ResumableOutput(out, {"config_hash": chash, "input": cfg.input})
-    done = output.done_ids()
+    images = cfg.images.absolute()
+    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
     responses = responses_from_pism(cfg.responses.pism_scores) if cfg.responses.pism_scores else {}
-    heatmap_ids = _heatmap_ids(cfg)
+    index = index_shards(cfg.input).head(cfg.limit)
+    heatmap_ids = _heatmap_ids(cfg, index)
 
-    ds = ray.data.read_parquet(cfg.input)
-    rows = ds.count()  # parquet metadata only
-    if cfg.limit:
-        ds = ds.limit(cfg.limit)
-    ds = pending(ds, done).repartition(target_num_rows_per_block=cfg.rows_per_block)
+    ds, todo = job_rows(index, output.done_ids(), cfg.rows_per_block)
     provenance = {"model_id": model_id or cfg.model_path, "config_hash": chash, "seed": cfg.responses.seed, "gradus_version": __version__}
+    job = to_dict(cfg) | {"images": to_dict(images)}
     scored = ds.map_batches(
         CmabActor,
-        fn_constructor_kwargs={"job": to_dict(cfg), "responses": [ray.put(responses)], "provenance": provenance, "heatmap_ids": heatmap_ids},
+        fn_constructor_kwargs={"job": job, "responses": [ray.put(responses)], "provenance": provenance, "heatmap_ids": heatmap_ids},
         batch_format="pandas",
         **cfg.actors.remote_args(),
     )
-    todo = max(0, (min(rows, cfg.limit) if cfg.limit else rows) - len(done))
     scoring_started = time.time()
     output.stream(scored, todo, "cmab")
     scoring_s = time.time() - scoring_started
 
     # Heatmap rows become PNGs; scores.parquet stays lean (parts/ keep them for a rerun).
-    frame, bad = output.finish(OUTPUT_COLUMNS, drop=("attention_rows",))
+    fixed = {"mode": cfg.cmab.mode, "generations": 0, "tokens": 0, **provenance}
+    frame, bad = output.finish(drop=("attention_rows",), quarantined=[d.record() | fixed for d in index.duplicates])
     heatmaps = _write_heatmaps(frame[~bad], out)
     ok = frame[frame["error"].isna()]
     scored_ok = ok[ok["rho_bar"].notna()]

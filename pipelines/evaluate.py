@@ -1,11 +1,13 @@
 """Evaluation on Ray Data: before/after accuracy per task and pass@k on a held-out split.
 
 For every model in `models` (e.g. `{before: <folder>, after: <folder>}`), in order:
-read_parquet -> the job's items (all, or a stable `limit`-sized subset) -> drop ids this model
-already has -> map_batches(EvalActor, ActorPoolStrategy(min, max)) -> n seeded draws per item on
-the model's engine (vLLM or HF, one GenerationConfig for all models) -> every draw judged by the
-item's own verifier -> per-item rows streamed into `<output>/<label>/parts/` and consolidated
-(pipelines/resumable.py, unchanged: a killed job rerun with the same command resumes per model)
+input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once; a
+repeated id's later copies are `duplicate_id` rows) -> the job's items (all, or a stable
+`limit`-sized subset) -> drop ids this model already has -> map_batches(EvalActor,
+ActorPoolStrategy(min, max)) -> n seeded draws per item on the model's engine (vLLM or HF, one
+GenerationConfig for all models) -> every draw judged by the item's own verifier -> per-item rows
+streamed into `<output>/<label>/parts/` and consolidated (pipelines/resumable.py, unchanged: a
+killed job rerun with the same command resumes per model)
 -> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
 `summary.json` (accuracy, pass@k per task and overall per model, deltas against the baseline),
 `results.parquet` (every model's rows, `model` column), plots, `report.html`, a wandb run.
@@ -33,16 +35,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow as pa
+
 from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.data.images import ImagePolicy
+from engine.data.shards import ShardIndex, index_shards
 from engine.generation.base import GenerationConfig
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
-from pipelines.resumable import ResumableOutput, pending, problem_rows
+from pipelines.inputs import job_rows
+from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "model", "n", "c", "pass_rate", "draws_passed", "draws_score", "draws_tokens", "draws_extracted",
                   "outputs", "tokens", "truncated", "error", "error_detail"]
+OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, n=pa.int64(), c=pa.int64(), pass_rate=pa.float64(), draws_passed=pa.list_(pa.bool_()),
+                              draws_score=pa.list_(pa.float64()), draws_tokens=pa.list_(pa.int64()), draws_extracted=pa.list_(pa.string()),
+                              outputs=pa.list_(pa.string()), tokens=pa.int64(), truncated=pa.int64())
 ACCURACY_DEFINITION = "pass@1: mean over items of c/n (n seeded draws per item at the configured temperature); greedy accuracy when temperature=0 and n=1"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -57,6 +67,7 @@ class EvalJobConfig:
     k: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # pass@k reported for each k (1 <= k <= n)
     seed: int = 0  # draw d of item i is seeded draw_seed(seed, i, 0.0, d), the same for every model
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=0.7, max_new_tokens=24))
+    images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = every item; else a stable subset: the `limit` ids ranked first by sha256(id) (spread over tasks, same for every model)
     rows_per_block: int = 64  # unit of streaming writes and of resume
@@ -182,32 +193,13 @@ def load_items(batch, policy):
     return good, bad
 
 
-def ranked_ids(input_path: str, limit: int) -> list[str] | None:
-    """None for every row; else the `limit` ids ranked first by sha256(id): a stable, task-mixed subset
-    (the same for every model and every rerun; a larger limit is a superset)."""
+def ranked_items(input_path: str, limit: int) -> ShardIndex:
+    """The input's items: all of them, or the `limit` ids ranked first by sha256(id): a stable,
+    task-mixed subset (the same for every model and every rerun; a larger limit is a superset)."""
+    index = index_shards(input_path)
     if not limit:
-        return None
-    import ray.data
-
-    ids = set(ray.data.read_parquet(input_path, columns=["id"]).to_pandas()["id"].astype(str))
-    return sorted(ids, key=lambda i: hashlib.sha256(i.encode()).digest())[:limit]
-
-
-def job_rows(input_path: str, subset: list[str] | None, done: set[str], rows_per_block: int):
-    """(dataset of the rows still to process, how many) for one resumable output."""
-    import ray
-    import ray.data
-
-    ds = ray.data.read_parquet(input_path)
-    if subset is None:
-        todo = max(0, ds.count() - len(done))  # parquet metadata only
-    else:
-        keep = set(subset) - done
-        todo = len(keep)
-        keep_ref = ray.put(keep)
-        ds = ds.map_batches(lambda b: b[b["id"].astype(str).isin(ray.get(keep_ref))], batch_format="pandas")
-        done = set()
-    return pending(ds, done).repartition(target_num_rows_per_block=rows_per_block), todo
+        return index
+    return index.restrict(sorted(index.ids, key=lambda i: hashlib.sha256(i.encode()).digest())[:limit])
 
 
 # ----- the actor -----
@@ -215,13 +207,12 @@ def job_rows(input_path: str, subset: list[str] | None, done: set[str], rows_per
 class EvalActor:
     """One engine (one model) per actor for the whole job; a batch becomes one row per item."""
 
-    def __init__(self, generation: dict, n: int, seed: int, label: str, provenance: dict):
-        from engine.data.images import ImagePolicy
+    def __init__(self, generation: dict, n: int, seed: int, label: str, provenance: dict, images: dict | None = None):
         from engine.generation.base import make_backend
 
         self.backend = make_backend(from_dict(GenerationConfig, generation))
         self.n, self.seed, self.label, self.provenance = n, seed, label, provenance
-        self.policy = ImagePolicy()
+        self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
         import pandas as pd
@@ -411,12 +402,16 @@ def _model_hash(cfg: EvalJobConfig, path: str) -> str:
     return config_hash({"model_path": path, "weights": model_fingerprint(path), "generation": gen, "n": cfg.n, "seed": cfg.seed})
 
 
+def _stamp(cfg: EvalJobConfig, path: str) -> dict:
+    return job_stamp(_model_hash(cfg, path), cfg.input, cfg.images.absolute())
+
+
 def stale_models(cfg: EvalJobConfig) -> list[str]:
-    """Labels whose output folder holds rows of another model, config or input (a rerun would refuse them)."""
+    """Labels whose output folder holds rows of another model, config, input or image policy (a rerun would refuse them)."""
     stale = []
     for label, path in cfg.models.items():
         stamp = Path(cfg.output) / label / "job.json"
-        if stamp.exists() and json.loads(stamp.read_text()) != {"config_hash": _model_hash(cfg, path), "input": cfg.input}:
+        if stamp.exists() and json.loads(stamp.read_text()) != _stamp(cfg, path):
             stale.append(label)
     return stale
 
@@ -430,24 +425,25 @@ def run_eval(cfg: EvalJobConfig) -> dict:
     init_ray()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    subset = ranked_ids(cfg.input, cfg.limit)
+    items = ranked_items(cfg.input, cfg.limit)
+    images = cfg.images.absolute()
     frames, models = {}, {}
     for label, path in cfg.models.items():
         model_started = time.time()
         chash = _model_hash(cfg, path)
-        output = ResumableOutput(out / label, {"config_hash": chash, "input": cfg.input})
-        done = output.done_ids()
-        ds, todo = job_rows(cfg.input, subset, done, cfg.rows_per_block)
+        output = ResumableOutput(out / label, _stamp(cfg, path), OUTPUT_SCHEMA)
+        ds, todo = job_rows(items, output.done_ids(), cfg.rows_per_block)
         provenance = {"model_id": path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
         if todo:
             gen = {**to_dict(cfg.generation), "model_path": path}
             rows = ds.map_batches(EvalActor, fn_constructor_kwargs={"generation": gen, "n": cfg.n, "seed": cfg.seed, "label": label,
-                                                                     "provenance": provenance},
+                                                                     "provenance": provenance, "images": to_dict(images)},
                                   batch_format="pandas", **cfg.actors.remote_args())
             output.stream(rows, todo, f"eval {label}")
-        frame, bad = output.finish(OUTPUT_COLUMNS)
-        if subset is not None:  # a smaller limit on a rerun reports only its own subset
-            keep = frame["id"].isin(set(subset))
+        duplicates = [d.record() | {"model": label, **provenance} for d in items.duplicates]
+        frame, bad = output.finish(quarantined=duplicates)
+        if cfg.limit:  # a smaller limit on a rerun reports only its own subset
+            keep = frame["id"].isin(set(items.ids))
             frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
         frames[label] = frame[~bad]
         models[label] = {"model_path": path, **model_summary(frame, bad, cfg.k), **provenance,

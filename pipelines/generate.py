@@ -2,7 +2,10 @@
 
 Each actor holds one engine for the whole job (engine start-up costs tens of seconds) and gets
 whole batches, so vLLM batches continuously across samples. Bad rows are recorded as errors
-with reason codes, never as wrong answers, and never stop the job.
+with reason codes, never as wrong answers, and never stop the job. Input rows are read as every
+pipeline reads them (pipelines/inputs.py: no converter's quarantine/, each id once; a repeated id's
+later copies are `duplicate_id` rows in `<output>/duplicate_ids.parquet`); every output file has
+one fixed schema.
 """
 from __future__ import annotations
 
@@ -10,15 +13,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from engine import __version__
 from engine.ray_session import init_ray
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
-from engine.data.sample import Sample
+from engine.data.sample import Sample, validate_sample
+from engine.data.shards import index_shards
 from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from pipelines.inputs import read_rows
+from pipelines.resumable import output_schema, typed_table
 
 OUTPUT_COLUMNS = ["id", "task", "split", "output", "num_tokens", "finish_reason", "extracted", "score", "passed", "verify_reason", "error", "error_detail"]
+OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, num_tokens=pa.int64(), score=pa.float64(), passed=pa.bool_())
 
 
 @dataclass
@@ -58,8 +68,9 @@ class GenerateJobConfig:
     input: str = ""  # canonical parquet shards
     output: str = ""  # directory for result parquet
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
-    limit: int = 0  # 0 = all rows
+    limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     seed: int = 0
 
     def require_paths(self) -> None:
@@ -71,12 +82,12 @@ class GenerateJobConfig:
 class GenerateActor:
     """One engine per actor; __call__ turns a batch of sample rows into result rows."""
 
-    def __init__(self, generation: dict, seed: int, model_id: str, config_hash: str):
+    def __init__(self, generation: dict, seed: int, model_id: str, config_hash: str, images: dict | None = None):
         self.cfg = from_dict(GenerationConfig, generation)
         self.backend = make_backend(self.cfg)
         self.seed = seed
         self.provenance = {"model_id": model_id, "config_hash": config_hash, "seed": seed, "gradus_version": __version__}
-        self.policy = ImagePolicy()
+        self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
         import pandas as pd
@@ -87,7 +98,8 @@ class GenerateActor:
         for raw in batch.to_dict("records"):
             row = {c: None for c in OUTPUT_COLUMNS} | {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split")}
             try:
-                sample = Sample.from_row(raw)
+                # the structure every stage checks (an unknown verifier among it); images decoded once, here
+                sample = validate_sample(Sample.from_row(raw), self.policy, decode=False)
                 images = sample.load_images(self.policy)
             except SampleError as err:
                 row.update(error=err.reason.value, error_detail=err.detail)
@@ -119,32 +131,38 @@ class GenerateActor:
         return frame
 
 
+def _write_duplicates(index, out: Path, provenance: dict) -> None:
+    """The input's repeated ids (each copy after the first) as error rows beside the results."""
+    if index.duplicates:
+        rows = [d.record() | provenance for d in index.duplicates]
+        pq.write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), out / "duplicate_ids.parquet")
+
+
+def _read_results(out: Path):
+    """Every result file in `out`, file by file: an empty input writes none, which Ray's reader refuses."""
+    tables = [pq.read_table(f, schema=OUTPUT_SCHEMA) for f in sorted(out.glob("*.parquet"))]
+    return pa.concat_tables([OUTPUT_SCHEMA.empty_table(), *tables]).to_pandas()
+
+
 def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
     """Run the pipeline; returns a summary (rows, accuracy per task, errors, wall time)."""
-    import ray
-    import ray.data
-
     cfg.require_paths()
     started = time.time()
     init_ray()
-    ds = ray.data.read_parquet(cfg.input)
-    if cfg.limit:
-        ds = ds.limit(cfg.limit)
-    results = ds.map_batches(
+    index = index_shards(cfg.input).head(cfg.limit)
+    model_id, chash = model_id or cfg.generation.model_path, config_hash(cfg)
+    results = read_rows(index).map_batches(
         GenerateActor,
-        fn_constructor_kwargs={
-            "generation": to_dict(cfg.generation),
-            "seed": cfg.seed,
-            "model_id": model_id or cfg.generation.model_path,
-            "config_hash": config_hash(cfg),
-        },
+        fn_constructor_kwargs={"generation": to_dict(cfg.generation), "seed": cfg.seed, "model_id": model_id, "config_hash": chash,
+                               "images": to_dict(cfg.images.absolute())},
         batch_format="pandas",
         **cfg.actors.remote_args(),
     )
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    results.write_parquet(str(out))
-    frame = ray.data.read_parquet(str(out)).to_pandas()
+    results.map_batches(typed_table, fn_kwargs={"schema": OUTPUT_SCHEMA}, batch_format="pandas").write_parquet(str(out))
+    _write_duplicates(index, out, {"model_id": model_id, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__})
+    frame = _read_results(out)
     ok = frame[frame["error"].isna()]
     summary = {
         "rows": int(len(frame)),

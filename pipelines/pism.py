@@ -1,6 +1,7 @@
 """Ray Data pipeline: canonical shards -> PISM actor pool (vLLM or HF engine per actor) -> scores.
 
-read_parquet -> drop ids already scored -> map_batches(PismActor, ActorPoolStrategy(min, max)) ->
+Input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once) -> drop
+ids already scored -> map_batches(PismActor, ActorPoolStrategy(min, max)) ->
 result blocks streamed into parts/ and consolidated (pipelines/resumable.py: a kill -9 at any
 point followed by the same command gives the uninterrupted result) -> `scores.parquet` (one row
 per id) + `quarantine.parquet` + `summary.json` + plots + `report.html`.
@@ -12,20 +13,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample, validate_sample
+from engine.data.shards import index_shards
 from engine.generation.base import GenerationConfig, make_backend
 from engine.pism import PismConfig, score_samples
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
 from pipelines.generate import ActorPoolConfig
-from pipelines.resumable import ResumableOutput, pending, problem_rows
+from pipelines.inputs import job_rows
+from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
                   "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
+OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, successes=pa.list_(pa.int64()), runs=pa.list_(pa.int64()), lambda_star=pa.float64(),
+                              unsolved=pa.bool_(), generations=pa.int64(), tokens=pa.int64())
 
 
 @dataclass
@@ -34,8 +41,9 @@ class PismJobConfig:
     output: str = ""  # output directory: scores.parquet, quarantine.parquet, summary.json, report.html, plots, parts/
     pism: PismConfig = field(default_factory=PismConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
-    limit: int = 0  # 0 = all rows
+    limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
 
@@ -47,11 +55,11 @@ class PismJobConfig:
 class PismActor:
     """One engine per actor for the whole job; each batch is scored with requests from all its samples in flight."""
 
-    def __init__(self, pism: dict, generation: dict, provenance: dict):
+    def __init__(self, pism: dict, generation: dict, provenance: dict, images: dict | None = None):
         self.cfg = from_dict(PismConfig, pism)
         self.backend = make_backend(from_dict(GenerationConfig, generation))
         self.provenance = provenance
-        self.policy = ImagePolicy()
+        self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
         import pandas as pd
@@ -91,8 +99,6 @@ def _write_report(out: Path, summary: dict) -> Path:
 
 
 def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
-    import ray.data
-
     cfg.require_paths()
     started = time.time()
     init_ray()
@@ -100,25 +106,22 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     # What decides a row's scores (not where it is written, nor how many rows run): the same
     # model and settings give the same hash in every output directory.
     chash = config_hash({"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation)})
-    output = ResumableOutput(out, {"config_hash": chash, "input": cfg.input})
-    done = output.done_ids()
-    ds = ray.data.read_parquet(cfg.input)
-    rows = ds.count()  # parquet metadata only
-    if cfg.limit:
-        ds = ds.limit(cfg.limit)
-    ds = pending(ds, done)
+    images = cfg.images.absolute()
+    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
+    index = index_shards(cfg.input).head(cfg.limit)
     # Streaming (not all-to-all) split into small blocks: each is scored and persisted on its own.
-    ds = ds.repartition(target_num_rows_per_block=cfg.rows_per_block)
+    ds, todo = job_rows(index, output.done_ids(), cfg.rows_per_block)
     provenance = {"model_id": model_id or cfg.generation.model_path, "config_hash": chash, "seed": cfg.pism.seed, "gradus_version": __version__}
     scored = ds.map_batches(
         PismActor,
-        fn_constructor_kwargs={"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": provenance},
+        fn_constructor_kwargs={"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": provenance,
+                               "images": to_dict(images)},
         batch_format="pandas",
         **cfg.actors.remote_args(),
     )
-    todo = max(0, (min(rows, cfg.limit) if cfg.limit else rows) - len(done))
     output.stream(scored, todo, "pism")
-    frame, bad = output.finish(OUTPUT_COLUMNS)
+    fixed = {"mask_mode": cfg.pism.mask_mode, "schedule": cfg.pism.schedule, **provenance}
+    frame, bad = output.finish(quarantined=[d.record() | fixed for d in index.duplicates])
     ok = frame[frame["error"].isna()]
     summary = {
         "rows": int(len(frame)),

@@ -34,17 +34,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.data.images import ImagePolicy
+from engine.data.shards import ShardIndex
 from engine.generation.base import GenerationConfig
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
-from pipelines.evaluate import check_draws, job_rows, load_items, ranked_ids, sample_and_verify
+from pipelines.evaluate import check_draws, load_items, ranked_items, sample_and_verify
 from pipelines.generate import ActorPoolConfig
-from pipelines.resumable import ResumableOutput, problem_rows
+from pipelines.inputs import job_rows, read_shard_rows
+from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "n", "c", "kept", "kept_draws", "draws_passed", "tokens", "duplicates", "truncated",
                   "over_limit", "untrainable", "error", "error_detail"]
+OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, n=pa.int64(), c=pa.int64(), kept=pa.list_(pa.string()), kept_draws=pa.list_(pa.int64()),
+                              draws_passed=pa.list_(pa.bool_()), tokens=pa.int64(), duplicates=pa.int64(), truncated=pa.int64(),
+                              over_limit=pa.int64(), untrainable=pa.int64())
 SFT_RESPONSE_TEMPLATE = "{answer}"  # rl/sft's response_template for these shards: the kept response is the whole assistant turn
 
 
@@ -59,6 +68,7 @@ class RejectionSampleConfig:
     keep_truncated: bool = False  # keep verified responses that hit max_new_tokens (finish reason "length")
     check_collator: bool = True  # keep only responses rl/sft's collator can train on (it checks the response tokens in context)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=1.0, max_new_tokens=24))
+    images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = every item; else the `limit` ids ranked first by sha256(id) (stable, spread over tasks)
     rows_per_block: int = 64  # unit of streaming writes and of resume
@@ -101,13 +111,12 @@ class RejectionActor:
     """One engine per actor; a batch becomes one row per item with its kept responses."""
 
     def __init__(self, job: dict, provenance: dict):
-        from engine.data.images import ImagePolicy
         from engine.generation.base import make_backend
 
         self.cfg = from_dict(RejectionSampleConfig, job)
         self.backend = make_backend(from_dict(GenerationConfig, {**to_dict(self.cfg.generation), "model_path": self.cfg.model_path}))
         self.provenance = provenance
-        self.policy = ImagePolicy()
+        self.policy = self.cfg.images
         self._processor = None
 
     def _trainable(self, sft) -> bool:
@@ -162,33 +171,31 @@ class RejectionActor:
         return frame
 
 
-def _write_shards(cfg: RejectionSampleConfig, kept: dict[str, list[tuple[int, str]]], provenance: dict, out: Path) -> tuple[Path, int]:
-    """Rebuild the kept samples from the input (input order, one pass, chunked) into out/shards/ atomically."""
+def _write_shards(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str, list[tuple[int, str]]], provenance: dict,
+                  out: Path) -> tuple[Path, int]:
+    """Rebuild the kept samples from the rows `items` picked (input order, one pass, chunked) into out/shards/ atomically."""
     import shutil
 
-    import pyarrow.parquet as pq
-
     from engine.data.reasons import SampleError
-    from engine.data.sample import SAMPLE_SCHEMA, Sample, validate_sample
-    from engine.data.shards import shard_paths, write_shards
+    from engine.data.sample import Sample, validate_sample
+    from engine.data.shards import write_shards
 
     final, tmp = out / "shards", out / "shards.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    buffer, written, part, seen = [], 0, 0, set()
+    buffer, written, part = [], 0, 0
 
     def flush():
         nonlocal buffer, part
         write_shards(buffer, tmp, rows_per_shard=cfg.rows_per_shard, prefix=f"part-{part:05d}")
         part, buffer = part + 1, []
 
-    for path in shard_paths(cfg.input):
-        for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=SAMPLE_SCHEMA.names):
-            for raw in rb.to_pylist():
+    for path, rows in zip(items.paths, items.rows):
+        for table in read_shard_rows(str(path), np.asarray(rows, dtype=np.int64)):
+            for raw in table.to_pylist():
                 rid = str(raw.get("id"))
-                if rid not in kept or rid in seen:
+                if rid not in kept:
                     continue
-                seen.add(rid)
                 try:
                     sample = Sample.from_row(raw)
                 except SampleError:  # it was sampled, so it parsed in the actor; a changed input is not ours to fix
@@ -251,21 +258,22 @@ def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict
     gen = {**to_dict(cfg.generation), "model_path": ""}
     chash = config_hash({"model_path": cfg.model_path, "generation": gen, "n": cfg.n, "seed": cfg.seed, "keep_per_item": cfg.keep_per_item,
                          "keep_truncated": cfg.keep_truncated, "check_collator": cfg.check_collator})
-    output = ResumableOutput(out, {"config_hash": chash, "input": cfg.input})
-    subset = ranked_ids(cfg.input, cfg.limit)
-    ds, todo = job_rows(cfg.input, subset, output.done_ids(), cfg.rows_per_block)
+    images = cfg.images.absolute()
+    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
+    items = ranked_items(cfg.input, cfg.limit)
+    ds, todo = job_rows(items, output.done_ids(), cfg.rows_per_block)
     provenance = {"model_id": model_id or cfg.model_path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
     if todo:
-        rows = ds.map_batches(RejectionActor, fn_constructor_kwargs={"job": to_dict(cfg), "provenance": provenance},
+        rows = ds.map_batches(RejectionActor, fn_constructor_kwargs={"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": provenance},
                               batch_format="pandas", **cfg.actors.remote_args())
         output.stream(rows, todo, "rejection-sample")
-    frame, bad = output.finish(OUTPUT_COLUMNS)
-    if subset is not None:
-        keep = frame["id"].isin(set(subset))
+    frame, bad = output.finish(quarantined=[d.record() | provenance for d in items.duplicates])
+    if cfg.limit:  # a smaller limit on a rerun reports only its own subset
+        keep = frame["id"].isin(set(items.ids))
         frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
     ok = frame[~bad & frame["error"].isna() & frame["n"].notna()]
     kept = {r.id: list(zip((int(d) for d in r.kept_draws), r.kept)) for r in ok.itertuples() if len(r.kept)}
-    shards, written = _write_shards(cfg, kept, provenance, out)
+    shards, written = _write_shards(cfg, items, kept, provenance, out)
     n_kept = ok["kept"].map(len)
     per_task = {}
     for task, g in ok.groupby("task"):

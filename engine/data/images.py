@@ -14,6 +14,7 @@ from typing import Sequence
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from engine.config import ConfigError
 from engine.data.reasons import Reason, SampleError
 
 # Never let PIL silently pad a truncated file with grey.
@@ -25,14 +26,25 @@ BOMB_PIXELS_PER_BYTE = 1000
 
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Limits applied to every decoded image (config: data.images.*)."""
+    """Limits applied to every decoded image, and where image paths may be read from. Conversion
+    takes it from `--image-root`; every scoring job from its `images` config section."""
 
     max_pixels: int = 4096 * 4096  # width*height accepted for decoding
     max_bytes: int = 64 * 1024 * 1024  # encoded size accepted
-    roots: tuple[str, ...] = field(default_factory=tuple)  # where relative/absolute paths may live
+    roots: tuple[str, ...] = field(default_factory=tuple)  # directories image paths may resolve under (relative paths: tried in order); none: a path-only image is not read
+
+    def validate(self) -> None:
+        if self.max_pixels < 1 or self.max_bytes < 1:
+            raise ConfigError(f"images: need max_pixels >= 1 and max_bytes >= 1, got {self.max_pixels}, {self.max_bytes}")
+        if any(not str(r).strip() for r in self.roots):
+            raise ConfigError(f"images.roots: an empty root would mean the working directory; got {list(self.roots)}")
 
     def with_roots(self, roots: Sequence[str | os.PathLike]) -> "ImagePolicy":
         return ImagePolicy(self.max_pixels, self.max_bytes, tuple(str(r) for r in roots))
+
+    def absolute(self) -> "ImagePolicy":
+        """Roots made absolute where the job starts: Ray workers run in other directories."""
+        return self.with_roots([os.path.abspath(os.path.expanduser(r)) for r in self.roots])
 
 
 def resolve_image_path(path: str, roots: Sequence[str]) -> Path:
@@ -42,7 +54,8 @@ def resolve_image_path(path: str, roots: Sequence[str]) -> Path:
     a root. Symlinks are resolved before the check, so a link cannot smuggle a path out.
     """
     if not roots:
-        raise SampleError(Reason.IMAGE_PATH_ESCAPE, f"no image roots configured for path {path!r}")
+        raise SampleError(Reason.IMAGE_PATH_ESCAPE, f"no image roots configured for path {path!r}: nothing is read outside "
+                          "configured roots (jobs: images.roots; gradus data convert: --image-root)")
     if "\x00" in path:
         raise SampleError(Reason.IMAGE_PATH_ESCAPE, "NUL byte in image path")
     resolved_roots = [Path(r).resolve() for r in roots]

@@ -1,6 +1,7 @@
 """Canonical parquet shards on disk, and the quarantine files beside them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -38,6 +39,89 @@ def shard_paths(path: str | Path) -> list[Path]:
     if not p.is_dir():
         raise FileNotFoundError(f"no parquet shards at {p}")
     return sorted(q for q in p.rglob("*.parquet") if "quarantine" not in q.parts)
+
+
+@dataclass(frozen=True)
+class DuplicateCopy:
+    """A row whose id an earlier row already has: never read, recorded as `duplicate_id`."""
+
+    id: str
+    task: str | None
+    split: str | None
+    where: str  # "<shard> row <n>" of this copy
+    kept: str  # where the copy that is read lies
+
+    def record(self) -> dict:
+        """The id, task, split and error columns every pipeline's output rows share."""
+        detail = f"{self.where} repeats id {self.id!r}; only its first copy ({self.kept}) is read"
+        return {"id": self.id, "task": self.task, "split": self.split, "error": Reason.DUPLICATE_ID.value, "error_detail": detail}
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """Which rows of a set of shards a job reads: each id once, at its first copy in `shard_paths`
+    order and then row order (the rule `validate_all` applies at conversion), so which copy is read
+    never depends on how the files were listed or split; later copies are `duplicates`."""
+
+    paths: tuple[Path, ...]
+    rows: tuple[tuple[int, ...], ...]  # per path: the row numbers read, ascending
+    ids: tuple[str, ...]  # the ids read, in that order
+    tasks: tuple[str | None, ...]
+    duplicates: tuple[DuplicateCopy, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def restrict(self, keep: Iterable[str]) -> "ShardIndex":
+        """Only the rows (and duplicate copies) whose id is in `keep`."""
+        keep = set(keep)
+        ids = iter(self.ids)
+        rows = tuple(tuple(r for r, i in zip(file_rows, ids) if i in keep) for file_rows in self.rows)
+        pairs = [(i, t) for i, t in zip(self.ids, self.tasks) if i in keep]
+        return ShardIndex(self.paths, rows, tuple(i for i, _ in pairs), tuple(t for _, t in pairs),
+                          tuple(d for d in self.duplicates if d.id in keep))
+
+    def head(self, n: int) -> "ShardIndex":
+        """The first `n` rows read (0: all)."""
+        return self.restrict(self.ids[:n]) if n else self
+
+
+def index_shards(path: str | Path) -> ShardIndex:
+    """Read only the id, task and split columns of every shard under `path` and decide which rows are read."""
+    paths = shard_paths(path)
+    first: dict[str, str] = {}
+    rows, ids, tasks, duplicates = [], [], [], []
+    for p in paths:
+        table = _id_columns(p)
+        kept = []
+        for n, (rid, task, split) in enumerate(zip(*(table.column(c).to_pylist() for c in ("id", "task", "split")))):
+            rid, where = str(rid), f"{p} row {n}"  # str(): as every pipeline reads the id
+            if rid in first:
+                duplicates.append(DuplicateCopy(rid, _text(task), _text(split), where, first[rid]))
+                continue
+            first[rid] = where
+            kept.append(n)
+            ids.append(rid)
+            tasks.append(_text(task))
+        rows.append(tuple(kept))
+    return ShardIndex(tuple(paths), tuple(rows), tuple(ids), tuple(tasks), tuple(duplicates))
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _id_columns(path: Path) -> pa.Table:
+    """id, task, split of one shard (task/split null where a foreign shard lacks them)."""
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    if "id" not in names:
+        raise ValueError(f"{path} has no id column: not a canonical shard (gradus data convert writes them)")
+    table = pf.read(columns=[c for c in ("id", "task", "split") if c in names])
+    for c in ("task", "split"):
+        if c not in names:
+            table = table.append_column(c, pa.nulls(table.num_rows, pa.string()))
+    return table
 
 
 def read_table(path: str | Path) -> pa.Table:

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine import __version__
 from engine.ray_session import init_ray
 from engine.config import ConfigError, config_hash, from_dict, to_dict
+from engine.data.shards import shard_paths
 from rl.sft.config import SFTConfig
 
 
@@ -251,7 +252,8 @@ def _run_sft(cfg: SFTConfig, ds_config: dict | None, started: float, parent_meta
 
     # Materialized up front: on a 2-CPU node, streaming reads would compete with the trainer for
     # cores every epoch (and the corpus is small next to the model's activations).
-    dataset = ray.data.read_parquet(cfg.train_data).materialize()
+    # shard_paths: the one listing rule (a converter's quarantine/ is never read as training rows)
+    dataset = ray.data.read_parquet([str(p) for p in shard_paths(cfg.train_data)]).materialize()
     n_rows = dataset.count()
     if n_rows == 0:
         raise ValueError(f"sft: no training rows in {cfg.train_data}")

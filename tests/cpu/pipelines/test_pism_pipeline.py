@@ -1,5 +1,6 @@
 """PISM pipeline on Ray Data: hostile records land in quarantine; a kill -9 of the driver mid-run
-followed by the same command gives output identical to an uninterrupted run."""
+followed by the same command gives output byte-identical to an uninterrupted run, and so does an
+uninterrupted run cut into other blocks (one block holds only quarantined rows: same column types)."""
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 def corpus(warm_corpus, tmp_path_factory):
     picked = spread_rows(warm_corpus)
     picked[3]["images"] = [{"bytes": b"not an image", "path": None}]
+    picked[6]["meta"] = "{broken json"  # with 7: a file, and a block, of only quarantined rows
     picked[7]["messages"] = picked[7]["messages"][:0]
     src = write_small_files(picked, tmp_path_factory.mktemp("pism-in"), 2)
     return src, [r["id"] for r in picked]
@@ -35,10 +37,10 @@ BACKENDS = {
 }
 
 
-def _cmd(src, out, model, backend):
+def _cmd(src, out, model, backend, rows_per_block=2):
     return [sys.executable, "-m", "engine.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
             f"input={src}", f"output={out}", f"generation.model_path={model}", *BACKENDS[backend],
-            "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", "rows_per_block=2"]
+            "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", f"rows_per_block={rows_per_block}"]
 
 
 def _env(ray_session):
@@ -54,12 +56,16 @@ def test_pism_pipeline_quarantines_and_resumes_after_kill(ray_session, warm_mode
 
     killed = tmp_path / "killed"
     kill_mid_run_then_rerun(_cmd(src, killed, warm_model, backend), killed, env)
+    other_blocks = tmp_path / "other-blocks"
+    subprocess.run(_cmd(src, other_blocks, warm_model, backend, rows_per_block=5), env=env, check=True, capture_output=True, timeout=900)
+    for name in ("scores.parquet", "quarantine.parquet"):
+        assert (killed / name).read_bytes() == (straight / name).read_bytes() == (other_blocks / name).read_bytes(), name
 
     a = pd.read_parquet(straight / "scores.parquet")
     b = pd.read_parquet(killed / "scores.parquet")
     quarantine = pd.read_parquet(killed / "quarantine.parquet")
     assert sorted(list(b["id"]) + list(quarantine["id"])) == sorted(ids)  # nothing lost, nothing duplicated
-    assert dict(zip(quarantine["id"], quarantine["error"])) == {ids[3]: "image_corrupt", ids[7]: "empty_messages"}
+    assert dict(zip(quarantine["id"], quarantine["error"])) == {ids[3]: "image_corrupt", ids[6]: "bad_json", ids[7]: "empty_messages"}
     cols = ["id", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens", "config_hash"]
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
     assert set(a["bucket"].dropna()) and a["error"].isna().all()
