@@ -13,6 +13,7 @@ the same command after a kill skips what is done and redoes only what changed or
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,20 +33,35 @@ class Ledger:
         self.path = out / LEDGER
         self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def run(self, name: str, key: Any, fn: Callable[[], dict]) -> dict:
+    def run(self, name: str, key: Any, fn: Callable[[], dict], output: Path | None = None) -> dict:
+        """`fn`'s result, or the recorded one when the stage finished earlier with the same key.
+
+        `output`: the stage's own folder. A stage that finished with another config or input is
+        redone from scratch there (its folder removed first, and the entry dropped, so a kill during
+        the redo resumes the new run instead of removing it again); a folder without an entry is an
+        interrupted run of this key and is left for the stage to resume."""
         digest = config_hash({"key": key})
         done = self.entries.get(name)
         if done and done["hash"] == digest:
             print(f"[demo] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
             return done["result"]
+        if done:
+            print(f"[demo] {name}: config or inputs changed since it ran, redone", file=sys.stderr, flush=True)
+            if output is not None:
+                shutil.rmtree(output, ignore_errors=True)
+            del self.entries[name]
+            self._save()
         print(f"[demo] {name} ...", file=sys.stderr, flush=True)
         started = time.time()
         result = fn()
         self.entries[name] = {"hash": digest, "result": result, "wall_s": round(time.time() - started, 1)}
+        self._save()
+        return result
+
+    def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries, indent=2, default=str))
         tmp.replace(self.path)  # a kill mid-write leaves the previous ledger, never a torn one
-        return result
 
 
 def data_identity(spec: str, path: Path) -> dict:
@@ -73,13 +89,14 @@ def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, data: dict, model_pa
 
     pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
     pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
-        "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")))
+        "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")),
+        output=out / "pism")
     cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",
                                                  f"responses.pism_scores={out / 'pism' / 'scores.parquet'}",
                                                  f"heatmaps.per_task={cfg.heatmaps_per_task}"])
     cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"], data], lambda: _keep(run_cmab(cmab_cfg, model_id=model_id), (
         "rows", "scored", "unsolved", "buckets", "rho_bar_per_task", "response_sources", "generations", "heatmaps", "plots",
-        "config_hash", "report", "wall_s")))
+        "config_hash", "report", "wall_s")), output=out / "cmab")
     return pism, cmab
 
 
