@@ -66,7 +66,7 @@ class SimulatedCluster:
         from ray.cluster_utils import Cluster
 
         self.worker_spec = worker or NodeSpec()
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keeps node addresses on loopback (stack.md)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # without it a Ray 2.60 head may swap the loopback node address for the machine's network one
         self.cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": head_cpus, "node_ip_address": LOOPBACK, "include_dashboard": False,
             "object_store_memory": head_object_store_mb * 1024 * 1024})

@@ -1,4 +1,4 @@
-"""CMAB: difficulty by how attention splits between image and text tokens (methods.md section 2)."""
+"""CMAB: difficulty by how attention splits between image and text tokens (docs/methods.md#cmab)."""
 from engine.cmab.attention import IMPL, LayerMasses, Spans, collect_masses, eager_masses, lean_masses, register
 from engine.cmab.config import CmabBuckets, CmabConfig, bucket_of
 from engine.cmab.encode import encode, load_model

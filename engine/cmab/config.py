@@ -1,4 +1,4 @@
-"""CMAB thresholds and choices (methods.md section 2); every number here is a config value."""
+"""CMAB thresholds and choices (docs/methods.md#cmab); every number here is a config value."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,6 +1,6 @@
 """CMAB for one sample: its verified response -> one lean forward -> rho-bar, bucket, layer profile.
 
-Only correct responses are scored (methods.md section 2); a sample without one is unsolved and
+Only correct responses are scored (docs/methods.md#cmab); a sample without one is unsolved and
 gets no bucket. Undecodable images and encoding failures are error records with a reason, never
 scores.
 """

@@ -1,4 +1,4 @@
-"""PISM: difficulty by sensitivity to progressive image masking (methods.md section 1)."""
+"""PISM: difficulty by sensitivity to progressive image masking (docs/methods.md#pism)."""
 from engine.pism.config import BucketConfig, PismConfig, bucket_of
 from engine.pism.masks import draw_seed, mask_image
 from engine.pism.schedule import SampleSchedule

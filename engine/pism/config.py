@@ -1,4 +1,4 @@
-"""PISM thresholds and choices (methods.md section 1); every number here is a config value."""
+"""PISM thresholds and choices (docs/methods.md#pism); every number here is a config value."""
 from __future__ import annotations
 
 import math

@@ -53,7 +53,7 @@ def test_buckets_and_boundary_inclusivity(lam, unsolved, inclusive, bucket):
 
 
 def _brute(table, cfg):
-    """methods.md's definitions on the full K x ratios table: Pc = successes / K, lambda* = min ratio with Pc < tau."""
+    """The definitions of docs/methods.md#pism on the full K x ratios table: Pc = successes / K, lambda* = min ratio with Pc < tau."""
     pc = [sum(row) / cfg.draws for row in table]
     lam = next((cfg.ratios[i] for i, p in enumerate(pc) if p < cfg.tau - 1e-12), None)
     unsolved = pc[0] < cfg.tau - 1e-12
