@@ -82,8 +82,8 @@ def planted_surface(rng: np.random.Generator, n: int, anchor: str, shape: str = 
 
 def trial(seed: int, *, n: int, noise: float, random_runs: int, anchor: str, bootstrap: int, shape: str = "quadratic") -> dict:
     """One-shot: the seed designs + `random_runs` Dirichlet(1) mixtures, fitted once."""
-    from engine.shaping.mixture_search import (
-        Runs, SurrogateConfig, alpha_blends, leave_one_out_norm, propose_mixture, seed_designs)
+    from engine.shaping.mixture_search import alpha_blends, leave_one_out_norm, seed_designs
+    from engine.shaping.mixture_surrogate import Runs, SurrogateConfig, propose_mixture
 
     rng = np.random.default_rng(seed)
     w_star, score = planted_surface(rng, n, anchor, shape)
@@ -114,7 +114,8 @@ def trial(seed: int, *, n: int, noise: float, random_runs: int, anchor: str, boo
 def holdout_rmse(runs, cfg, score, noise: float, seed: int, count: int = 4000) -> float:
     """What the CV errors estimate: the RMS error of the fitted surrogate's prediction of a fresh noisy
     run, at new mixtures drawn like the runs (the seed designs and Dirichlet(1) points)."""
-    from engine.shaping.mixture_search import fit_scheffe, seed_designs
+    from engine.shaping.mixture_search import seed_designs
+    from engine.shaping.mixture_surrogate import fit_scheffe
 
     model = fit_scheffe(runs, cfg)
     rng = np.random.default_rng([seed, 3])
@@ -136,8 +137,8 @@ def searched(seed: int, *, n: int, noise: float, total: int, anchor: str, bootst
     """`gradus mix search` in a loop: the seed designs, the runs it proposes to complete the design
     (up to `initial`), then rounds of `batch` proposed runs until `total`, each scored with noise.
     sequential=False: the D-optimal completion straight to `total` runs, fitted once (no feedback)."""
-    from engine.shaping.mixture_search import (
-        NextRunsConfig, Runs, SurrogateConfig, fit_surrogate, propose_mixture, propose_next_runs, seed_designs)
+    from engine.shaping.mixture_search import NextRunsConfig, propose_next_runs, seed_designs
+    from engine.shaping.mixture_surrogate import Runs, SurrogateConfig, fit_surrogate, propose_mixture
 
     w_star, score = planted_surface(np.random.default_rng(seed), n, anchor, shape)
     noise_rng = np.random.default_rng([seed, 1])

@@ -98,15 +98,16 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        arms = [arg for arg in args if arg is not type(None)]
         errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        for arg in arms:
             try:
                 return _coerce(arg, value, where)
             except ConfigError as exc:
+                if len(arms) == 1:
+                    raise  # `X | None`: X's own error names the bad key or item
                 errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {args}")
+        raise ConfigError(f"{where}: {value!r} matches none of {args}: " + "; ".join(errors))
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, f"{where}.")
     if origin in (list, tuple, Sequence, typing.Sequence):

@@ -166,10 +166,6 @@ def samples_to_table(samples: Iterable[Sample]) -> pa.Table:
     return pa.Table.from_pylist([s.to_row() for s in samples], schema=SAMPLE_SCHEMA)
 
 
-def table_to_samples(table: pa.Table) -> list[Sample]:
-    return [Sample.from_row(r) for r in table.to_pylist()]
-
-
 # ----- field coercion helpers: wrong types become reason codes, not AttributeErrors -----
 
 def _texts(sample: Sample) -> Iterable[str]:

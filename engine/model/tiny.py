@@ -201,7 +201,3 @@ def build_tiny_model(cfg: TinyModelConfig, corpus_texts: Iterable[str], out_dir:
         json.dumps({"model_id": cfg.model_id, "config": to_dict(cfg), "config_hash": config_hash(cfg), "stage": "init"}, indent=2)
     )
     return out
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -3,9 +3,9 @@
 run_mix: canonical shards -> domains (by a column, or one shard folder per domain) -> a seeded plan
 (engine/shaping/mixture.py) -> optional easy -> hard curriculum order -> parquet shards +
 _mixture.json (realized counts, weights, strategy, seed, config hash, gradus version).
-run_mixture_search: past runs (CSV / JSON / JSONL) -> seed designs still missing, heuristics,
-Scheffé surrogate proposal and the next round of runs (engine/shaping/mixture_search.py) ->
-proposal.json, next_runs.csv, next_runs.json.
+run_mixture_search: past runs (CSV / JSON / JSONL) -> seed designs still missing, heuristics and
+the next round of runs (engine/shaping/mixture_search.py), the Scheffé surrogate's proposal
+(engine/shaping/mixture_surrogate.py) -> proposal.json, next_runs.csv, next_runs.json.
 """
 from __future__ import annotations
 
@@ -26,16 +26,13 @@ from engine.config import ConfigError, config_hash, to_dict
 from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
 from engine.shaping.mixture import MixtureError, curriculum_order, plan_mixture
-from engine.shaping.mixture_search import (
-    NextRunsConfig,
+from engine.shaping.mixture_search import NextRunsConfig, heuristic_proposals, missing_seed_designs, propose_next_runs
+from engine.shaping.mixture_surrogate import (
     RunRecord,
     RunsError,
     SurrogateConfig,
     fit_surrogate,
-    heuristic_proposals,
-    missing_seed_designs,
     propose_mixture,
-    propose_next_runs,
     validate_runs,
 )
 
@@ -68,7 +65,9 @@ class MixBudget:
 
 
 @dataclass
-class CurriculumConfig:
+class MixOrderConfig:
+    """The optional easy -> hard order of the mixed rows (YAML section `curriculum` of a mix config)."""
+
     column: str = ""  # "" = no curriculum; a column of the shards, `meta.<key>` (e.g. meta.level), or a column of `scores`
     scores: str = ""  # optional parquet with `id` + `column` (e.g. a PISM/CMAB scores.parquet), joined by id
     harder: Literal["higher", "lower"] = "higher"  # which end of a numeric column is hard (PISM lambda_star: lower)
@@ -87,7 +86,7 @@ class MixJobConfig:
     shuffle: bool = True  # draw each domain's rows in a seeded random order (False: storage order)
     seed: int = 0  # row orders and domain draws; the same seed gives the same mixture
     budget: MixBudget = field(default_factory=MixBudget)
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    curriculum: MixOrderConfig = field(default_factory=MixOrderConfig)
     output: str = ""  # directory: part-*.parquet + _mixture.json
     rows_per_shard: int = 512  # rows per written parquet file
     overwrite: bool = False  # replace an earlier mixture in `output` (only its part-*.parquet and _mixture.json)
@@ -176,7 +175,7 @@ def read_domains(cfg: MixJobConfig) -> dict[str, pa.Table]:
     return {d: table.take(pa.array(rows[d], type=pa.int64())) for d in cfg.weights}
 
 
-def _difficulty(table: pa.Table, cur: CurriculumConfig) -> tuple[list[Any], pa.Table]:
+def _difficulty(table: pa.Table, cur: MixOrderConfig) -> tuple[list[Any], pa.Table]:
     """The curriculum column's values for each row, and the table (with a joined scores column added)."""
     if cur.scores:
         scores = pq.read_table(cur.scores)

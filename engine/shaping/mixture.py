@@ -4,7 +4,7 @@ A plan says which row of which domain goes at each position. It is computed from
 and weights alone (no data), so every strategy can be checked by hand and the same plan applies
 to any table (engine/shaping/mix_job.py does the reading and writing).
 
-Strategies (methods.md section 4; the stopping rules are those of Hugging Face
+Strategies (docs/methods.md#modomodo; the stopping rules are those of Hugging Face
 `interleave_datasets` behind MoDoMoDo's LLaMA-Factory `mix_strategy`):
 - concat: every active domain whole, one after another, in the given order.
 - interleave_under: each step picks domain i with probability w_i and takes its next unseen row;

@@ -30,14 +30,12 @@ from engine.shaping.distractors import (
     SUPPORTED_VERIFIERS,
     AnswerPool,
     Distractor,
-    answer_passes,
     find_distractors,
     find_wrong_labels,
     seeded_rng,
     split_labels,
 )
 from engine.verifiers import verify
-from engine.verifiers.extract import normalize_text
 from engine.verifiers.text import parse_choice
 
 STAGES = ("judge", "choice", "open")
@@ -473,13 +471,3 @@ def _counts(rows: Sequence[Sample]) -> dict[str, Any]:
         "per_split": {split: sum(1 for s in rows if s.split == split) for split in _splits(rows)},
         "per_task": dict(sorted(Counter(s.task for s in rows).items())),
     }
-
-
-def source_accepts(variant: Sample, text: str) -> bool:
-    """Would `text` (a judge candidate or a choice option) be a right answer to the source question?
-    Judged with the source's verifier and params recorded in the variant's provenance; for
-    multi-select options: is it one of the true labels?"""
-    info = variant.meta["curr_reft"]
-    if info["multi_select"]:
-        return normalize_text(text) in {normalize_text(x) for x in split_labels(info["source_answer"])[0]}
-    return answer_passes(info["source_verifier"], info["source_params"], info["source_answer"], text)

@@ -1,5 +1,6 @@
 """Ground truths arrive wrapped (`<answer>..</answer>`, `\\boxed{..}`, a `<think>` preamble): keep the
-bare answer, the way the verifiers extract one, and remember the wrapper so a writer can restore it."""
+bare answer, the way the verifiers extract one, and keep the wrapper (prefix + answer + suffix is the
+original text) so nothing of the source is lost."""
 from __future__ import annotations
 
 import re
@@ -33,12 +34,6 @@ def unwrap_answer(raw: str) -> tuple[str, dict[str, str] | None]:
     if answer == raw:
         return answer, None
     return answer, {"prefix": raw[:start], "suffix": raw[end:]}
-
-
-def rewrap_answer(answer: str, wrapper: dict[str, str] | None) -> str:
-    if not wrapper:
-        return answer
-    return f"{wrapper.get('prefix', '')}{answer}{wrapper.get('suffix', '')}"
 
 
 def _last_boxed_span(text: str, lo: int, hi: int) -> tuple[int, int] | None:

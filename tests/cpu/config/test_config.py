@@ -66,3 +66,24 @@ def test_hash_is_content_based(tmp_path):
     b.write_text("inner:\n  ratio: 0.5\nseed: 1  # same content, other layout\n")
     assert config_hash(load_config(Outer, a)) == config_hash(load_config(Outer, b))
     assert config_hash(load_config(Outer, a)) != config_hash(load_config(Outer, a, ["seed=2"]))
+
+
+@dataclass
+class WithOptionals:
+    columns: list[str] | None = None
+    inner: Inner | None = None
+    limit: int | float = 0
+
+
+def test_an_optional_fields_error_names_the_bad_item():
+    # the error from inside the one non-null type is what the user needs, not "matches none of"
+    with pytest.raises(ConfigError, match=r"columns\[1\]: expected str, got 3"):
+        load_config(WithOptionals, None, ["columns=[a, 3]"])
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['ratoi'\]"):
+        load_config(WithOptionals, None, ["inner.ratoi=0.1"])
+    # several non-null types: each one's reason is listed
+    with pytest.raises(ConfigError, match=r"limit: 'x' matches none of .*expected int.*expected float"):
+        load_config(WithOptionals, None, ["limit=x"])
+    assert load_config(WithOptionals, None, ["columns=[a, b]", "inner.ratio=1", "limit=2.5"]) == \
+        WithOptionals(["a", "b"], Inner(ratio=1.0), 2.5)
+    assert load_config(WithOptionals, None, ["columns=null"]).columns is None

@@ -8,25 +8,27 @@ from engine.config import ConfigError, from_dict
 from engine.shaping.mix_job import NEXT_RUNS_CSV, NEXT_RUNS_JSON, PROPOSAL_JSON, MixSearchConfig, read_runs, run_mixture_search
 from engine.shaping.mixture_search import (
     NextRunsConfig,
+    alpha_blends,
+    candidate_mixtures,
+    leave_one_out_norm,
+    propose_next_runs,
+    seed_designs,
+    simplex_lattice,
+)
+from engine.shaping.mixture_surrogate import (
     RunRecord,
     Runs,
     RunsError,
     ScheffeModel,
     SurrogateConfig,
-    alpha_blends,
     argmax_jacobian,
-    candidate_mixtures,
     fit_scheffe,
     fit_surrogate,
-    leave_one_out_norm,
     maximise_on_simplex,
     pair_indices,
     project_to_simplex,
     propose_mixture,
-    propose_next_runs,
     scheffe_features,
-    seed_designs,
-    simplex_lattice,
     validate_runs,
 )
 

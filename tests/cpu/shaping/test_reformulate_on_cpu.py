@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.config import ConfigError, load_config, to_dict
-from engine.data.sample import Message, Sample, table_to_samples, validate_sample
-from engine.data.shards import read_table, write_shards
+from engine.data.sample import Message, Sample, validate_sample
+from engine.data.shards import iter_samples, write_shards
 from engine.model.chat import format_response
 from engine.shaping.reformulate import (
     ReformulateConfig,
@@ -22,12 +22,12 @@ from engine.shaping.reformulate import (
     find_split_leaks,
     recast_question,
     reformulate,
-    source_accepts,
 )
-from engine.shaping.distractors import number_variants, seeded_rng
+from engine.shaping.distractors import answer_passes, number_variants, seeded_rng, split_labels
 from engine.shaping.reformulate_job import ReformulateJobConfig, run_reformulate
 from engine.synth import FAMILIES, SynthConfig, generate_split
 from engine.verifiers import VTRIUNE_IOU_SCHEDULE, RewardConfig, compute_reward, verify
+from engine.verifiers.extract import normalize_text
 from engine.verifiers.text import parse_choice
 
 REPO = Path(__file__).resolve().parents[3]
@@ -72,6 +72,16 @@ def source_id_of_variant(v: Sample) -> str:
 
 def _variants(result, *stages):
     return [v for stage in stages for v in result.stages[stage]]
+
+
+def source_accepts(variant: Sample, text: str) -> bool:
+    """Would `text` (a judge candidate or a choice option) be a right answer to the source question?
+    Judged with the source's verifier and params recorded in the variant's provenance; for
+    multi-select options: is it one of the true labels?"""
+    info = variant.meta["curr_reft"]
+    if info["multi_select"]:
+        return normalize_text(text) in {normalize_text(x) for x in split_labels(info["source_answer"])[0]}
+    return answer_passes(info["source_verifier"], info["source_params"], info["source_answer"], text)
 
 
 def test_every_task_gets_variants_that_verify_with_their_expected_answer(sources, result):
@@ -297,7 +307,7 @@ def test_job_writes_stage_shards_summary_and_quarantine(tmp_path, sources, resul
     assert summary["bad_input"] == {"empty_answer": 1} and summary["balance_ok"]
     for stage in ("judge", "choice", "open"):
         assert sorted(p.name for p in (out / stage).iterdir()) == sorted(SPLITS)
-        written = table_to_samples(read_table(out / stage))
+        written = list(iter_samples(out / stage))
         assert len(written) == summary["counts"][stage]["total"]
         assert {v.id: v.to_row() for v in written} == {v.id: v.to_row() for v in result.stages[stage]}
     quarantine = pq.read_table(out / "quarantine" / "quarantine.parquet").to_pylist()

@@ -1,8 +1,15 @@
 """Ground-truth wrappers: the bare answer is what verifiers extract; the wrapper restores the original."""
 import pytest
 
-from engine.data.formats.answers import rewrap_answer, unwrap_answer
+from engine.data.formats.answers import unwrap_answer
 from engine.verifiers import extract_answer
+
+
+def rewrap_answer(answer: str, wrapper: dict[str, str] | None) -> str:
+    """The original text back from the bare answer and the wrapper the readers keep in meta."""
+    if not wrapper:
+        return answer
+    return f"{wrapper['prefix']}{answer}{wrapper['suffix']}"
 
 
 @pytest.mark.parametrize(
