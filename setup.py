@@ -25,7 +25,7 @@ setup(
         "datasets==5.2.0",
         "qwen-vl-utils==0.0.14",
         "math-verify==0.9.0",
-        "latex2sympy2_extended==1.11.0",  # imported directly: math-verify's own \\boxed combining rule
+        "latex2sympy2_extended==1.11.0",  # imported directly: math-verify's own \boxed combining rule
         "pebble==5.1.1",
         "rapidfuzz==3.14.6",
         "mathruler==0.1.0",

@@ -40,7 +40,9 @@ class PismJobConfig:
     input: str = ""  # canonical parquet shards
     output: str = ""  # output directory: scores.parquet, quarantine.parquet, summary.json, report.html, plots, parts/
     pism: PismConfig = field(default_factory=PismConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    # sampled, never greedy by default: K greedy draws of one masked image would all be one draw
+    # (the reference probes at 0.7; docs/methods.md#pism)
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(temperature=0.7))
     images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
