@@ -1,10 +1,12 @@
-"""`gradus submit` / `gradus jobs`: gradus recipes as Ray jobs, through Ray's job submission API.
+"""Ray jobs: the one submitter (`submit_job`: token, secret refusal, retries, gradus's working dir),
+and on top of it `gradus submit` / `gradus jobs` for gradus recipes.
 
-The config is resolved and validated here, before anything reaches the cluster, and travels in
+A recipe's config is resolved and validated before anything reaches the cluster, and travels in
 the job's runtime_env as YAML (GRADUS_JOB_CONFIG), so a config file outside the uploaded working
 dir works too. The working dir is this checkout minus environments, outputs and VCS data.
 Secrets never go into the runtime_env: env vars whose names look like credentials are refused
 (they belong in the cluster's own environment), and what is printed is the submitted runtime_env.
+The verl launcher (rl/grpo/verl_launch.py) submits main_ppo through the same `submit_job`.
 """
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ from engine.config import ConfigError, dump_yaml, load_config
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "GRADUS_JOB_CONFIG"
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-EXCLUDES = [".git", ".venv", "outputs", "runs", "wandb", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis", "benchmarks/results"]
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# data and weights reach a job through storage every node sees, never inside the code package
+EXCLUDES = [".git", ".venv", "outputs", "runs", "wandb", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis",
+            "benchmarks/results", "*.parquet", "*.safetensors"]
+# a credential word ending a name part (WANDB_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY), not any substring (TOKENIZERS_PARALLELISM)
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?(_|$)", re.IGNORECASE)
 TERMINAL = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 1}
 
 
@@ -36,40 +41,49 @@ def address(given: str | None) -> str:
     return env if env.startswith("http") else DEFAULT_ADDRESS
 
 
-def runtime_env(config_yaml: str, extra: dict[str, Any] | None = None, working_dir: Path = REPO_ROOT) -> dict[str, Any]:
-    """The job's runtime_env: gradus's code, the resolved config, offline wandb unless overridden."""
+def runtime_env(env_vars: dict[str, str], extra: dict[str, Any] | None = None, working_dir: Path = REPO_ROOT) -> dict[str, Any]:
+    """A job's runtime_env: gradus's code as working_dir (EXCLUDES left out), `env_vars`, then the
+    caller's additions merged on top (their env_vars into ours, other keys replacing ours).
+    Credential-looking env var names are refused, wherever they came from."""
     extra = dict(extra or {})
-    env_vars = {"WANDB_MODE": "offline", CONFIG_ENV: config_yaml, **extra.pop("env_vars", {})}
-    secrets = sorted(k for k in env_vars if SECRET_NAME.search(k))
+    merged = {**env_vars, **extra.pop("env_vars", {})}
+    secrets = sorted(k for k in merged if SECRET_NAME.search(k))
     if secrets:
         raise ConfigError(f"runtime_env env_vars {secrets} look like credentials: set them in the cluster's environment, "
                           "not in a job's runtime_env (it is stored by the cluster and shown in its dashboard)")
-    env = {"working_dir": str(working_dir), "excludes": list(EXCLUDES), "env_vars": env_vars}
+    env = {"working_dir": str(working_dir), "excludes": list(EXCLUDES), "env_vars": merged}
     env.update(extra)
     return env
+
+
+def submit_job(command: str, runtime_env: dict[str, Any], *, addr: str | None = None, job_id: str | None = None,
+               metadata: dict[str, str] | None = None) -> str:
+    """Submit `command` as a Ray job with the cluster's auth token, retrying while a fresh head's agent
+    is not up yet; returns the submission id. Every gradus submission goes through here."""
+    client = _client(addr)
+    return _with_retry(lambda: client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=job_id,
+                                                 metadata=metadata))
 
 
 def entrypoint(recipe_name: str, python: str = "python") -> str:
     return " ".join([shlex.quote(python), "-m", "engine.cli", *recipe_name.split(), "--config", f"env:{CONFIG_ENV}"])
 
 
-def submit(recipe_name: str, config: str | None, overrides: list[str], *, addr: str | None = None,
-           runtime_env_file: str | None = None, job_id: str | None = None, python: str = "python") -> dict[str, Any]:
-    """Resolve and validate the recipe's config, then submit it as a Ray job; returns the job id and what was sent."""
-    from engine.cli import CONFIG_DIR, RECIPES
-
-    if recipe_name not in RECIPES:
-        raise ConfigError(f"unknown pipeline {recipe_name!r}; one of: {', '.join(sorted(RECIPES))}")
-    recipe = RECIPES[recipe_name]
-    cfg = load_config(recipe.config_cls(), config or CONFIG_DIR / recipe.default_config, overrides)  # validates
+def submit(recipe_name: str, config: str | None, overrides: list[str], *, recipes: dict, config_dir: Path,
+           addr: str | None = None, runtime_env_file: str | None = None, job_id: str | None = None,
+           python: str = "python") -> dict[str, Any]:
+    """Resolve and validate a recipe's config (`recipes`: the CLI's table, defaults under `config_dir`),
+    then submit it as a Ray job; returns the job id and what was sent."""
+    if recipe_name not in recipes:
+        raise ConfigError(f"unknown pipeline {recipe_name!r}; one of: {', '.join(sorted(recipes))}")
+    recipe = recipes[recipe_name]
+    cfg = load_config(recipe.config_cls(), config or config_dir / recipe.default_config, overrides)  # validates
     if hasattr(cfg, "require_paths"):  # what the recipe checks at run time, checked before the cluster sees it
         cfg.require_paths()
     extra = yaml.safe_load(Path(runtime_env_file).read_text()) if runtime_env_file else {}
-    env = runtime_env(dump_yaml(cfg), extra)
-    client = _client(addr)
+    env = runtime_env({"WANDB_MODE": "offline", CONFIG_ENV: dump_yaml(cfg)}, extra)
     command = entrypoint(recipe_name, python)
-    submitted = _with_retry(lambda: client.submit_job(entrypoint=command, runtime_env=env, submission_id=job_id,
-                                                      metadata={"gradus_recipe": recipe_name}))
+    submitted = submit_job(command, env, addr=addr, job_id=job_id, metadata={"gradus_recipe": recipe_name})
     shown = {**env, "env_vars": {k: ("<resolved config>" if k == CONFIG_ENV else v) for k, v in env["env_vars"].items()}}
     return {"job_id": submitted, "address": address(addr), "entrypoint": command, "runtime_env": shown}
 

@@ -75,6 +75,8 @@ class VerlLaunch:
     use_v1: bool = False
     address: str = ""  # Ray dashboard (http://HOST:8265) for `ray job submit`; empty: run in this process's cluster
     runtime_env: dict[str, Any] = field(default_factory=dict)  # merged over gradus's (working_dir, env vars)
+    python: str = "python3"  # the interpreter that runs main_ppo (on the cluster when submitted)
+    dry_run_in_job: bool = False  # the submitted job validates verl's config, loads the reward, reads the data, exits 0 untrained
     overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, appended last (validated too)
 
     def validate(self) -> None:

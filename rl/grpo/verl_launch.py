@@ -1,10 +1,11 @@
-"""verl GRPO launch: a gradus GrpoJobConfig -> verl's Hydra overrides -> `ray job submit` (or a local run).
+"""verl GRPO launch: a gradus GrpoJobConfig -> verl's Hydra overrides -> a Ray job (engine/jobs.py) or a local run.
 
 Every override set is validated before anything is launched by composing verl's own trainer config
 (`verl/trainer/config/ppo_trainer.yaml`) with Hydra, as `verl.trainer.main_ppo` does, and reading
 every key back: a key verl does not have fails to compose, and one whose value does not come back
 as set (a typo caught by a `+` prefix, an interpolation) fails the read-back. The legacy top-level
-`custom_reward_function.*` keys compose but are ignored by main_ppo (stack.md); they are refused.
+`custom_reward_function.*` keys compose but verl 0.9's main_ppo silently ignores them (only
+`reward.custom_reward_function.*` is read); they are refused.
 """
 from __future__ import annotations
 
@@ -168,28 +169,33 @@ def main_ppo_command(overrides: list[str], python: str = "python3") -> list[str]
     return [python, "-m", "verl.trainer.main_ppo", *overrides]
 
 
+def job_command(cfg: GrpoJobConfig, overrides: list[str]) -> list[str]:
+    """What a submitted job runs: main_ppo, or with verl.dry_run_in_job the same override set checked
+    by rl/grpo/verl_dry_run.py inside the job (verl's config and validation, reward, data; no training)."""
+    if cfg.verl.dry_run_in_job:
+        return [cfg.verl.python, "-m", "rl.grpo.verl_dry_run", *overrides]
+    return main_ppo_command(overrides, cfg.verl.python)
+
+
 def runtime_env(cfg: GrpoJobConfig) -> dict:
-    """gradus's code as the job's working_dir (bulky and private paths excluded), wandb mode, user additions
-    merged on top. Secrets are never put here: WANDB_API_KEY etc. come from the cluster's environment."""
-    env = {
-        "working_dir": str(REPO_ROOT),
-        "excludes": [".git", ".venv", "outputs", "**/__pycache__", "benchmarks/results", "*.parquet", "*.safetensors"],
-        "env_vars": {"WANDB_MODE": cfg.wandb.mode if cfg.wandb.mode != "disabled" else "disabled", "TOKENIZERS_PARALLELISM": "false"},
-    }
-    user = dict(cfg.verl.runtime_env)
-    env["env_vars"].update(user.pop("env_vars", {}))
-    env.update(user)
-    return env
+    """gradus's runtime_env (working_dir and excludes as for `gradus submit`; credential-looking env vars
+    refused) with the wandb mode, user additions (`verl.runtime_env`) merged on top. WANDB_API_KEY
+    and the like come from the cluster's environment."""
+    from engine.jobs import runtime_env as job_runtime_env
+
+    return job_runtime_env({"WANDB_MODE": cfg.wandb.mode, "TOKENIZERS_PARALLELISM": "false"}, cfg.verl.runtime_env)
 
 
-def submit(cfg: GrpoJobConfig, overrides: list[str]) -> str:
-    """`ray job submit` through Ray's job API; returns the submission id."""
-    from ray.job_submission import JobSubmissionClient
+def submit(cfg: GrpoJobConfig, overrides: list[str]) -> dict:
+    """Submit the run to verl.address through gradus's one submitter (auth token, retries); returns the
+    submission id with the entrypoint and runtime_env sent."""
+    from engine.jobs import submit_job
 
-    client = JobSubmissionClient(cfg.verl.address)
-    entrypoint = " ".join(shlex.quote(x) for x in main_ppo_command(overrides))
-    return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env(cfg),
-                             metadata={"gradus": "train grpo", "experiment": cfg.verl.experiment or Path(cfg.output_dir).name})
+    entrypoint = " ".join(shlex.quote(x) for x in job_command(cfg, overrides))
+    env = runtime_env(cfg)
+    job_id = submit_job(entrypoint, env, addr=cfg.verl.address,
+                        metadata={"gradus": "train grpo", "experiment": cfg.verl.experiment or Path(cfg.output_dir).name})
+    return {"submission_id": job_id, "entrypoint": entrypoint, "runtime_env": env}
 
 
 def merge_command(checkpoint_dir: str | Path, target_dir: str | Path, python: str = sys.executable) -> list[str]:

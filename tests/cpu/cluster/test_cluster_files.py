@@ -70,7 +70,9 @@ def test_kuberay_rayjob_scores_with_configs_that_exist():
 
 def test_runtime_env_template_and_dockerfile():
     env = _load("runtime_env.yaml")
-    assert env["working_dir"] == "." and ".venv/" in env["excludes"] and env["env_vars"]["WANDB_MODE"] == "offline"
+    from engine.jobs import EXCLUDES
+
+    assert env["working_dir"] == "." and env["excludes"] == EXCLUDES and env["env_vars"]["WANDB_MODE"] == "offline"  # the submitter's list
     assert not any(re.search(r"KEY|TOKEN|SECRET|PASSWORD", k, re.I) for k in env["env_vars"])  # secrets never go here
     docker = (CLUSTER / "Dockerfile").read_text()
     assert "FROM rayproject/ray:2.60.0-py311-gpu" in docker and '.[gpu]' in docker and "install_hooks" in docker

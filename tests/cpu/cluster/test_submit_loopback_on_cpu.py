@@ -87,6 +87,12 @@ def _gradus(*args, env=None):
     return subprocess.run([*GRADUS, *args], capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
 
 
+def _user_shell_env() -> dict[str, str]:
+    """The environment of a user's shell: this session's ray.init() exports RAY_AUTH_MODE=token, which
+    makes any JobSubmissionClient send the token by itself and would hide a submitter that does not."""
+    return {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+
+
 def _first_json(text: str) -> dict:
     start = text.index("{\n")
     return json.JSONDecoder().raw_decode(text[start:])[0]
@@ -126,3 +132,31 @@ def test_bad_config_and_secrets_are_refused_before_submission(head, job_input, t
                      f"output={tmp_path}/y", "model_path=/models/x")
     assert secret.returncode == 2 and "credentials" in secret.stderr and "abc123" not in secret.stderr
     assert len(jobs._client(head).list_jobs()) == before  # nothing reached the cluster
+
+
+def test_train_grpo_verl_submission_reaches_verl_on_a_loopback_head(head, warm_model, warm_corpus, tmp_path):
+    """`gradus train grpo --backend verl` with the head's address goes through the one submitter: the
+    default head (token auth on) accepts it, and the job reaches verl with main_ppo's override set
+    (verl.dry_run_in_job: composed and validated by verl in the job, reward loaded, data read; no GPU here)."""
+    from engine import jobs
+    from rl.grpo.verl_dry_run import MARKER
+
+    out = tmp_path / "grpo"
+    done = _gradus("train", "grpo", "--config", str(REPO / "configs" / "grpo" / "qwen2_5_vl_7b_verl.yaml"), "--backend", "verl",
+                   f"verl.address={head}", "verl.dry_run_in_job=true", f"verl.python={sys.executable}", f"model_path={warm_model}",
+                   f"output_dir={out}", f"data.train={warm_corpus / 'val'}", "data.val=''", "data.max_prompt_length=512",
+                   "wandb.mode=disabled", env=_user_shell_env())
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    record = json.loads(done.stdout[done.stdout.rfind("\n{\n") + 1:])  # the CLI's result comes last (verl prints too)
+    assert record["launched"] is True and record["entrypoint"].split()[1:3] == ["-m", "rl.grpo.verl_dry_run"]
+    assert record["runtime_env"]["excludes"] == jobs.EXCLUDES  # the same code package as `gradus submit`
+
+    job_id = record["submission_id"]
+    with open(tmp_path / "job.log", "w") as streamed:
+        final = jobs.follow(job_id, head, out=streamed)  # returns when the job has ended
+    logs = jobs.logs(job_id, head)
+    assert final == 0 and jobs.status(job_id, head)["status"] == "SUCCEEDED", logs[-3000:]
+    assert MARKER in logs
+    checked = json.loads(logs[logs.index("{\n"):logs.index(MARKER)])
+    assert checked["data_files"] == [record["train_file"], record["train_file"]]  # no val split: verl validates on train
+    assert checked["reward"]["path"] == "rl/reward.py" and checked["reward"]["reward_kwargs"]["reward_config"] == "configs/reward/vtriune.yaml"

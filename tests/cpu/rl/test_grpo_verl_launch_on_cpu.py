@@ -102,3 +102,21 @@ def test_merge_command_flags_are_verls():
     help_text = subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--help"], capture_output=True, text=True, timeout=300).stdout
     flags = [a for a in merge_command("/ckpt/global_step_5/actor", "/out/hf") if a.startswith("--")]
     assert flags and all(f in help_text for f in flags), (flags, help_text[-800:])
+
+
+def test_verl_submission_uses_the_one_submitters_runtime_env_and_entrypoints():
+    """The verl launcher builds its job through engine/jobs.py: the same code package as `gradus submit`,
+    credential-looking env vars refused (TOKENIZERS_PARALLELISM is not one), main_ppo or the in-job dry run."""
+    from engine import jobs
+    from rl.grpo.verl_launch import job_command, runtime_env
+
+    cfg = _cfg(**{"verl.runtime_env": "{env_vars: {HF_HUB_OFFLINE: '1'}}", "verl.python": "/opt/env/bin/python"})
+    env = runtime_env(cfg)
+    assert env["excludes"] == jobs.EXCLUDES and env["working_dir"] == str(jobs.REPO_ROOT)
+    assert env["env_vars"] == {"WANDB_MODE": "offline", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    for secret in ("WANDB_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY"):
+        with pytest.raises(ConfigError, match="credentials"):
+            runtime_env(_cfg(**{"verl.runtime_env": f"{{env_vars: {{{secret}: abc}}}}"}))
+    assert job_command(cfg, ["a=1"]) == ["/opt/env/bin/python", "-m", "verl.trainer.main_ppo", "a=1"]
+    cfg.verl.dry_run_in_job = True
+    assert job_command(cfg, ["a=1"]) == ["/opt/env/bin/python", "-m", "rl.grpo.verl_dry_run", "a=1"]
