@@ -123,7 +123,8 @@ def main() -> None:
     from engine.generation.hf_backend import HFBackend
     from pipelines.cmab import CmabJobConfig, run_cmab
     from pipelines.pism import PismJobConfig, run_pism
-    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
+    from engine.paths import cache_root
+    from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
     model = ensure_warmstart(ws)

@@ -76,7 +76,7 @@ def main() -> None:
     from engine.config import load_config, to_dict
     from engine.data.shards import iter_samples
     from rl.grpo.config import GrpoJobConfig
-    from rl.grpo.sources import parse_source, resolve_data, resolve_model
+    from rl.sources import parse_source, resolve_data, resolve_model
     from rl.grpo.reward_noise import measure_noise
     from rl.grpo.trl_backend import run_trl_grpo
     from rl.grpo.trl_dataset import read_verl_rows

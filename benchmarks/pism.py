@@ -60,7 +60,8 @@ def main() -> None:
     from engine.generation.base import GenerationConfig, make_backend
     from engine.pism import PismConfig, score_samples
     from pipelines.pism import PismJobConfig
-    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
+    from engine.paths import cache_root
+    from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
     model = ensure_warmstart(ws)

@@ -239,7 +239,8 @@ def main() -> None:
     from engine.data.shards import iter_samples
     from engine.generation.base import GenerationConfig
     from pipelines.pism import PismJobConfig
-    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
+    from engine.paths import cache_root
+    from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
     model = Path(args.model) if args.model else ensure_warmstart(ws)

@@ -185,7 +185,8 @@ def main() -> None:
     from engine.data.shards import shard_paths
     from engine.model.chat import format_response
     from pipelines.simcluster import NodeSpec, SimulatedCluster
-    from rl.warmstart import WarmstartConfig, cache_root, ensure_corpus, ensure_warmstart
+    from engine.paths import cache_root
+    from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 
     counts = [int(c) for c in args.counts.split(",")]
     noop_counts = [int(c) for c in args.noop_counts.split(",")] if args.noop_counts else []

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 
 from engine.config import ConfigError, dump_yaml, load_config
+from engine.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_ENV = "GRADUS_JOB_CONFIG"
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # data and weights reach a job through storage every node sees, never inside the code package

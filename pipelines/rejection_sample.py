@@ -2,8 +2,8 @@
 
 read_parquet -> the job's items (all, or a stable `limit`-sized subset) -> drop ids already done
 -> map_batches(RejectionActor, ActorPoolStrategy(min, max)) -> n seeded draws per item on the
-model's engine (vLLM or HF; the same draw/verify code as pipelines/evaluate.py) -> every draw
-judged by the item's own verifier -> per-item rows streamed into `parts/` and consolidated
+model's engine (vLLM or HF; the draw/verify code evaluation uses, engine/generation/verified.py)
+-> every draw judged by the item's own verifier -> per-item rows streamed into `parts/` and consolidated
 (pipelines/resumable.py: a killed job rerun with the same command resumes) -> `scores.parquet`
 (one row per item: n, c, kept responses, filter counts) + `quarantine.parquet`, then
 `shards/` (canonical SFT shards, one sample per kept response) + `summary.json` + yield plot +
@@ -42,9 +42,10 @@ from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.shards import ShardIndex
 from engine.generation.base import GenerationConfig
+from engine.publish import publish_dir
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig, log_summary
-from pipelines.evaluate import check_draws, load_items, ranked_items, sample_and_verify
+from pipelines.evaluate import check_draws, load_items, ranked_items
 from pipelines.generate import ActorPoolConfig
 from pipelines.inputs import job_rows, read_shard_rows
 from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
@@ -102,7 +103,7 @@ def sft_sample(sample, response: str, draw: int, info: dict):
 
 
 def _draw_info(cfg_seed: int, sample_id: str, draw: int, provenance: dict) -> dict:
-    from engine.pism.masks import draw_seed
+    from engine.generation.seeds import draw_seed
 
     return {"draw_seed": draw_seed(cfg_seed, sample_id, 0.0, draw), "response_template": SFT_RESPONSE_TEMPLATE, **provenance}
 
@@ -137,6 +138,8 @@ class RejectionActor:
 
     def __call__(self, batch):
         import pandas as pd
+
+        from engine.generation.verified import sample_and_verify
 
         cfg = self.cfg
         good, bad = load_items(batch, self.policy)
@@ -174,15 +177,19 @@ class RejectionActor:
 def _write_shards(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str, list[tuple[int, str]]], provenance: dict,
                   out: Path) -> tuple[Path, int]:
     """Rebuild the kept samples from the rows `items` picked (input order, one pass, chunked) into out/shards/ atomically."""
-    import shutil
+    final = out / "shards"
+    with publish_dir(final) as tmp:
+        tmp.mkdir(parents=True)
+        written = _write_kept(cfg, items, kept, provenance, tmp)
+    return final, written
 
+
+def _write_kept(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str, list[tuple[int, str]]], provenance: dict,
+                tmp: Path) -> int:
     from engine.data.reasons import SampleError
     from engine.data.sample import Sample, validate_sample
     from engine.data.shards import write_shards
 
-    final, tmp = out / "shards", out / "shards.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     buffer, written, part = [], 0, 0
 
     def flush():
@@ -207,9 +214,7 @@ def _write_shards(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str,
                     flush()
     if buffer or not written:
         flush()  # an empty result still gets one (empty) shard with the schema
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final, written
+    return written
 
 
 def _write_plot(per_task: dict, out: Path) -> Path:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from engine.config import ConfigError, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import Reason
+from engine.publish import publish_file, remove_partials
 
 DATA_REASONS = {r.value for r in Reason}
 # Columns every pipeline adds to each row (the actors' `provenance`).
@@ -71,8 +72,7 @@ class ResumableOutput:
         if stamp.exists() and json.loads(stamp.read_text()) != job:
             raise ConfigError(f"{self.out} holds a run with another config, input or image policy; use a new output directory")
         stamp.write_text(json.dumps(job))
-        for stale in self.parts.glob(".*.tmp"):  # a write cut short by a kill
-            stale.unlink()
+        remove_partials(self.parts)  # a write cut short by a kill
 
     def done_ids(self) -> set[str]:
         import pyarrow.parquet as pq
@@ -85,9 +85,8 @@ class ResumableOutput:
     def write_part(self, frame) -> None:
         import pyarrow.parquet as pq
 
-        tmp = self.parts / f".{uuid.uuid4().hex}.tmp"
-        pq.write_table(typed_table(frame, self.schema), tmp)
-        tmp.rename(self.parts / f"part-{uuid.uuid4().hex}.parquet")  # atomic: a part is whole or absent
+        # atomic: a part is whole or absent
+        publish_file(self.parts / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(typed_table(frame, self.schema), tmp))
 
     def stream(self, scored, total: int, desc: str) -> None:
         """Persist every result block of the Ray dataset `scored` as it arrives, with a progress bar."""

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from engine.paths import REPO_ROOT
 LOOPBACK = "127.0.0.1"
 
 
@@ -106,7 +106,7 @@ class SimulatedCluster:
 
     def driver_env(self) -> dict:
         env = {**os.environ, "RAY_ADDRESS": self.address, "WANDB_MODE": "offline"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
         return env
 
     def shutdown(self) -> None:
@@ -178,7 +178,7 @@ class ActorWatch:
 def start_driver(sim: SimulatedCluster, args: list[str], log: Path) -> subprocess.Popen:
     """`python -m pipelines.simcluster <args>` as a job driver on the simulated cluster."""
     handle = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "pipelines.simcluster", *args], cwd=REPO, env=sim.driver_env(),
+    return subprocess.Popen([sys.executable, "-m", "pipelines.simcluster", *args], cwd=REPO_ROOT, env=sim.driver_env(),
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 

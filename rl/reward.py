@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.config import from_dict, load_config
 from engine.data.formats.tasks import verifier_for_task
+from engine.paths import repo_path
 from engine.verifiers import RewardConfig, compute_reward
 
 # Always present in the result (None when the row carries no such tag), so per-key lists line up.
@@ -26,8 +27,6 @@ DIFFICULTY_TAGS = ("bucket", "difficulty", "difficulty_scorer")
 
 @functools.lru_cache(maxsize=8)
 def _config_from_file(path: str) -> RewardConfig:
-    from rl.grpo.sources import repo_path
-
     # a repo-relative name (what uploaded verl jobs get) resolves against the checkout this entrypoint ships in
     return load_config(RewardConfig, repo_path(path))
 

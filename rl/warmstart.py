@@ -21,6 +21,8 @@ from engine.data.shards import iter_samples
 from engine.generation.base import GenerationConfig
 from engine.model.chat import format_response
 from engine.model.tiny import TinyModelConfig, build_tiny_model
+from engine.paths import cache_root
+from engine.publish import publish_dir
 from engine.synth.config import SynthConfig
 from engine.synth.corpus import GENERATOR_VERSION
 from rl.sft.config import LATER_FIELDS, SFTConfig
@@ -105,11 +107,6 @@ def cpu_info(path: str = "/proc/cpuinfo") -> tuple[str, set[str]]:
     return model, flags
 
 
-def cache_root(cfg_dir: str = "") -> Path:
-    root = cfg_dir or os.environ.get("GRADUS_CACHE") or "~/.cache/gradus"
-    return Path(root).expanduser().resolve()
-
-
 def _corpus_texts(corpus_dir: Path, response_template: str):
     for s in iter_samples(corpus_dir / "train"):
         for m in s.messages:
@@ -122,10 +119,8 @@ def ensure_corpus(cfg: SynthConfig, root: Path) -> Path:
 
     out = root / "corpus" / f"synth-{config_hash(cfg)}-g{GENERATOR_VERSION}"
     if not (out / "manifest.json").exists():
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_corpus(cfg, tmp)
-        tmp.rename(out)
+        with publish_dir(out) as tmp:
+            build_corpus(cfg, tmp)
     return out
 
 
@@ -142,6 +137,10 @@ def evaluate_model(model_path: Path, corpus_dir: Path, ev: WarmstartEval) -> dic
             samples.append(s)
     backend = HFBackend(GenerationConfig(backend="hf", model_path=str(model_path), hf_batch_size=ev.batch_size, max_new_tokens=ev.max_new_tokens))
     report = evaluate_samples(backend, samples)
+    if report.errors:  # an acceptance decided on items that could not be judged would mean nothing
+        first = report.errors[0]
+        raise RuntimeError(f"warm-start evaluation could not judge {len(report.errors)} of {len(samples)} samples "
+                           f"(first: {first.id}: {first.error}: {first.error_detail})")
     return {**report.summary(), "examples": [vars(i) for i in report.items[:: max(1, len(report.items) // 12)]]}
 
 

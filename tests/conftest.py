@@ -45,7 +45,8 @@ def warm_model(ray_session, warmstart_config) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_corpus(warm_model, warmstart_config) -> Path:
-    from rl.warmstart import cache_root, ensure_corpus
+    from engine.paths import cache_root
+    from rl.warmstart import ensure_corpus
 
     return ensure_corpus(warmstart_config.synth, cache_root(warmstart_config.cache_dir))
 

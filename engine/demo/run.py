@@ -22,6 +22,8 @@ from typing import Any, Callable
 from engine import __version__
 from engine.config import config_hash, load_config, to_dict
 from engine.demo.config import DemoConfig
+from engine.paths import repo_path
+from engine.publish import publish_text
 
 LEDGER = "stages.json"
 
@@ -59,9 +61,7 @@ class Ledger:
         return result
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.entries, indent=2, default=str))
-        tmp.replace(self.path)  # a kill mid-write leaves the previous ledger, never a torn one
+        publish_text(self.path, json.dumps(self.entries, indent=2, default=str))  # a kill mid-write leaves the previous ledger
 
 
 def data_identity(spec: str, path: Path) -> dict:
@@ -74,8 +74,6 @@ def data_identity(spec: str, path: Path) -> dict:
 
 
 def _recipe(cls, recipe, overrides: list[str]):
-    from rl.grpo.sources import repo_path
-
     return load_config(cls, repo_path(recipe.config), [*overrides, *recipe.overrides])
 
 
@@ -243,7 +241,7 @@ def warmstart_note(model_path: Path) -> dict:
 
 def run_demo(cfg: DemoConfig) -> dict:
     from engine.demo.report import write_report
-    from rl.grpo.sources import resolve_data, resolve_model
+    from rl.sources import resolve_data, resolve_model
 
     cfg.validate()
     started = time.time()

@@ -25,6 +25,7 @@ from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, SampleError
 from engine.data.sample import SAMPLE_SCHEMA, Sample
 from engine.data.shards import shard_paths, validate_all, write_quarantine, write_shards
+from engine.publish import publish_dir
 from engine.shaping.reformulate import STAGES, ReformulateConfig, reformulate
 
 
@@ -61,11 +62,9 @@ def read_sources(path: str | Path) -> tuple[list[Sample], list[QuarantineRecord]
 
 def _publish(out: Path, stage: str, rows: list[Sample], splits: list[str], rows_per_shard: int) -> dict[str, int]:
     """Write one stage's shards per split into a temporary folder, then swap it in for the old one."""
-    tmp = out / f".{stage}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    written = {split: len(write_shards([s for s in rows if s.split == split], tmp / split, rows_per_shard=rows_per_shard)) for split in splits}
-    shutil.rmtree(out / stage, ignore_errors=True)
-    tmp.rename(out / stage)
+    with publish_dir(out / stage, partial=out / f".{stage}.tmp") as tmp:  # hidden: out/ lists only the stages
+        written = {split: len(write_shards([s for s in rows if s.split == split], tmp / split, rows_per_shard=rows_per_shard))
+                   for split in splits}
     return written
 
 

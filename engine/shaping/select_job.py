@@ -7,7 +7,6 @@ carries the difficulty tags (the verl export turns it into `extra_info.difficult
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,8 +18,9 @@ from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
 from engine.data.sample import SPLITS, Sample
 from engine.data.shards import write_shards
+from engine.publish import publish_dir
 from engine.shaping.select import (PRESETS, ArmSpec, SelectionSpec, Selector, check_disjoint, difficulty_tag, expand)
-from engine.shaping.store import MetricSpec, column, metric_of, publish_dir, read_manifest, read_store
+from engine.shaping.store import MetricSpec, column, metric_of, read_manifest, read_store
 
 RECORD = "selection.json"
 
@@ -105,8 +105,7 @@ def run_select(cfg: SelectJobConfig) -> dict:
     out = Path(cfg.output)
     if out.exists() and any(out.iterdir()) and not (out / RECORD).exists():
         raise ConfigError(f"{out} exists and holds no earlier selection; choose an empty or new output directory")
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with publish_dir(out, partial=out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}") as tmp:
         for name, ids in resolved.items():
             _write_selection(cfg.store, ids, tmp / "selections" / name, namespaces, cfg.metric, name, cfg.rows_per_shard)
         counts = {name: selector.summarize(ids) | selector.notes.get(name, {}) | {"path": f"selections/{name}"}
@@ -129,7 +128,4 @@ def run_select(cfg: SelectJobConfig) -> dict:
             "gradus_version": __version__,
         }
         (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        publish_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return record | {"output": str(out), "wall_s": round(time.time() - started, 2)}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from engine import __version__
 from engine.config import ConfigError, config_hash
 from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
+from engine.publish import publish_dir
 
 STORE_FORMAT = "gradus-difficulty-store/1"
 MANIFEST = "manifest.json"
@@ -414,8 +414,8 @@ def build_store(
     # twice gives the same hash, and adding a run changes it.
     chash = config_hash({"samples": base_samples, "sources": provenance, "partition_by": list(partition_by)})
 
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    # a unique temporary name: two builds of one store may run at once
+    with publish_dir(out, partial=out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}") as tmp:
         chunks = _base_chunks(samples, out if previous else None, rows_per_file)
         seen, strata = _write_rows(chunks, scores, schema, partition_by, tmp / DATA_DIR)
         lost = _previous_unmatched(out, carried)  # ids a carried run scored that no store row ever held
@@ -438,9 +438,6 @@ def build_store(
             "history": (previous or {}).get("history", []) + [{"config_hash": chash, "gradus_version": __version__, "namespaces": status}],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        publish_dir(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
@@ -494,14 +491,3 @@ def _join_counts(ns: str, status: str, strata: dict[str, int], unmatched: list[d
 
 def _same_provenance(old: dict, new: dict) -> bool:
     return json.loads(json.dumps(old, default=str)) == json.loads(json.dumps(new, default=str))
-
-
-def publish_dir(tmp: Path, out: Path) -> None:
-    """Swap a finished output directory in whole: readers see the old one or the new one, never half of one."""
-    if not out.exists():
-        tmp.rename(out)
-        return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-    out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)

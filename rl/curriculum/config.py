@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.config import ConfigError
+from engine.paths import repo_path
 from engine.tracking import WandbConfig
 
 KINDS = ("sft", "grpo")
@@ -85,6 +86,4 @@ class CurriculumConfig:
 
 
 def recipe_file(path: str) -> Path:
-    from rl.grpo.sources import repo_path
-
     return repo_path(path)

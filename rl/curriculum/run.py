@@ -36,8 +36,11 @@ import yaml
 
 from engine import __version__
 from engine.config import ConfigError, apply_override, config_hash, from_dict, to_dict
+from engine.paths import REPO_ROOT
+from engine.publish import partial_path, publish_dir, publish_text
 from rl.curriculum.config import CurriculumConfig, StageConfig, recipe_file
-from rl.curriculum.data import data_fingerprint, fingerprint, resolve_stage_data
+from rl.curriculum.data import resolve_stage_data
+from rl.sources import TrainInputs, data_fingerprint, fingerprint
 
 STATE_FILE = "curriculum.json"
 STAGES_DIR = "stages"
@@ -125,32 +128,19 @@ def build_stage_config(cfg: CurriculumConfig, index: int, stage: StageConfig, mo
     return recipe
 
 
-def _data_spec(recipe) -> str:
-    return recipe.train_data if hasattr(recipe, "train_data") else recipe.data.train
-
-
-def _set_data(recipe, spec: str) -> None:
-    if hasattr(recipe, "train_data"):
-        recipe.train_data = spec
-    else:
-        recipe.data.train = spec
-
-
-def stage_hash(stage: StageConfig, recipe, input_model: str | Path) -> str:
+def stage_hash(stage: StageConfig, recipe: TrainInputs, input_model: str | Path) -> str:
     """Identity of a stage run: resolved recipe config (less wandb), stop criterion, data, input model."""
     resolved = to_dict(recipe)
     resolved.pop("wandb", None)
     payload = {"kind": stage.kind, "recipe": resolved, "stop": to_dict(stage.stop), "input_model": fingerprint(input_model),
-               "data": data_fingerprint(_data_spec(recipe))}
+               "data": data_fingerprint(recipe.train_source)}
     if stage.kind == "grpo" and recipe.data.val:
         payload["val"] = data_fingerprint(recipe.data.val)
     return config_hash(payload)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    publish_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def load_state(out: Path) -> dict:
@@ -204,7 +194,7 @@ def verl_plan(recipe) -> dict:
     checkpoint = out / "checkpoints" / f"global_step_{recipe.algorithm.steps}" / "actor"
     return {"train_file": train, "val_file": val, "overrides": overrides,
             "command": verl_launch.main_ppo_command(overrides, python=sys.executable),
-            "merge_command": verl_launch.merge_command(checkpoint, out / (MODEL_DIR + ".partial"))}
+            "merge_command": verl_launch.merge_command(checkpoint, partial_path(out / MODEL_DIR))}
 
 
 def _run_verl_stage(recipe, input_model: Path, meta: dict) -> dict:
@@ -219,24 +209,22 @@ def _run_verl_stage(recipe, input_model: Path, meta: dict) -> dict:
         raise ConfigError("verl trains on GPUs: run the curriculum on a GPU machine or submit it as one job "
                           "(gradus submit 'train curriculum' --config ...); use --dry-run to check the stages here")
     out = Path(recipe.output_dir)
-    subprocess.run(plan["command"], check=True, cwd=verl_launch.REPO_ROOT)
+    subprocess.run(plan["command"], check=True, cwd=REPO_ROOT)
     checkpoint = verl_launch.latest_actor_checkpoint(out)
     if checkpoint is None:
         raise RuntimeError(f"verl finished without an actor checkpoint under {out / 'checkpoints'}")
-    final, tmp = out / MODEL_DIR, out / (MODEL_DIR + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(verl_launch.merge_command(checkpoint, tmp), check=True)
-    for name in PROCESSOR_FILES:  # the merger writes the tokenizer; the image processor comes from the input model
-        if (input_model / name).is_file() and not (tmp / name).exists():
-            shutil.copy2(input_model / name, tmp / name)
+    final = out / MODEL_DIR
     summary = {"job": "train grpo", "backend": "verl", "steps": recipe.algorithm.steps, "checkpoint": str(checkpoint),
                "overrides": plan["overrides"], "train_file": plan["train_file"], "config_hash": config_hash(recipe),
                "seed": recipe.seed, "gradus_version": __version__, "stop": _not_stopped(recipe.algorithm.steps)}
-    (tmp / "gradus_model.json").write_text(json.dumps({**meta, "stage": "grpo", "backend": "verl", "parent": str(input_model),
-                                                       "grpo_config": to_dict(recipe), "config_hash": summary["config_hash"],
-                                                       "seed": recipe.seed, "gradus_version": __version__, "steps": summary["steps"]}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with publish_dir(final) as tmp:
+        subprocess.run(verl_launch.merge_command(checkpoint, tmp), check=True)
+        for name in PROCESSOR_FILES:  # the merger writes the tokenizer; the image processor comes from the input model
+            if (input_model / name).is_file() and not (tmp / name).exists():
+                shutil.copy2(input_model / name, tmp / name)
+        (tmp / "gradus_model.json").write_text(json.dumps({**meta, "stage": "grpo", "backend": "verl", "parent": str(input_model),
+                                                           "grpo_config": to_dict(recipe), "config_hash": summary["config_hash"],
+                                                           "seed": recipe.seed, "gradus_version": __version__, "steps": summary["steps"]}, indent=2))
     summary["output_model"] = str(final)
     summary["wall_s"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -251,7 +239,8 @@ def _annotate(model: Path, info: dict) -> None:
 
 
 def _start_model(spec: str, dry_run: bool) -> tuple[Path, str]:
-    from rl.grpo.sources import WARMSTART, repo_path, resolve_model
+    from engine.paths import repo_path
+    from rl.sources import WARMSTART, resolve_model
 
     if dry_run and not spec.startswith(WARMSTART) and not (repo_path(spec) / "config.json").is_file():
         return repo_path(spec), spec  # a cluster path that does not exist here: planned as given
@@ -268,7 +257,7 @@ def plan_curriculum(cfg: CurriculumConfig) -> dict:
     stages = []
     for index, stage in enumerate(cfg.stages):
         recipe = build_stage_config(cfg, index, stage, model, out)
-        _set_data(recipe, resolve_stage_data(_data_spec(recipe), out, cfg.seed))
+        recipe.train_source = resolve_stage_data(recipe.train_source, out, cfg.seed)
         sdir = stage_dir(out, index, stage.name)
         entry = {"index": index, "name": stage.name, "kind": stage.kind, "stage_dir": str(sdir), "input_model": str(model),
                  "output_model": str(sdir / MODEL_DIR), "config": to_dict(recipe), "stop": to_dict(stage.stop)}
@@ -303,7 +292,7 @@ def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
     for index, stage in enumerate(cfg.stages):
         sdir = stage_dir(out, index, stage.name)
         recipe = build_stage_config(cfg, index, stage, model, out)
-        _set_data(recipe, resolve_stage_data(_data_spec(recipe), out, cfg.seed))
+        recipe.train_source = resolve_stage_data(recipe.train_source, out, cfg.seed)
         digest = stage_hash(stage, recipe, model)
         final = sdir / MODEL_DIR
         record = previous.get(sdir.name)

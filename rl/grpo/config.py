@@ -120,3 +120,12 @@ class GrpoJobConfig:
         self.algorithm.validate()
         self.verl.validate()
         self.wandb.validate()
+
+    @property
+    def train_source(self) -> str:
+        """The training data reference (rl/sources.py TrainInputs, shared with SFT configs)."""
+        return self.data.train
+
+    @train_source.setter
+    def train_source(self, spec: str) -> None:
+        self.data.train = spec

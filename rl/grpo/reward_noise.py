@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from engine.paths import repo_path
 from rl.grpo.config import GrpoJobConfig
 
 PICK_SEED = 12345  # which training prompts each noise window draws
@@ -62,7 +63,6 @@ class Sampler:
 
 def scorer(cfg: GrpoJobConfig):
     """The job's reward entrypoint with its RewardConfig, as training calls it (rl/grpo/trl_reward.py)."""
-    from rl.grpo.sources import repo_path
     from rl.grpo.trl_reward import VerlRewardFunction, load_entrypoint
 
     reward_cfg = str(repo_path(cfg.reward.config)) if cfg.reward.config else None

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.config import ConfigError
+from engine.publish import publish_file, remove_partials
 from engine.verifiers.base import VerifyResult
 
 ROLLOUTS_DIR = "rollouts"
@@ -86,8 +87,9 @@ class RolloutLog:
         if resume_step is None:  # a fresh run: rows of an earlier run in this output_dir are not ours
             shutil.rmtree(self.folder, ignore_errors=True)
         elif self.folder.is_dir():
-            for part in [*self.folder.glob("*.parquet"), *self.folder.glob("*.tmp")]:
-                if part.suffix == ".tmp" or int(part.name.split("-")[1]) > resume_step:  # step-<step>-<k>.parquet
+            remove_partials(self.folder)  # a write cut short by the crash
+            for part in self.folder.glob("*.parquet"):
+                if int(part.name.split("-")[1]) > resume_step:  # step-<step>-<k>.parquet
                     part.unlink()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.parts: dict[int, int] = {}
@@ -104,10 +106,7 @@ class RolloutLog:
                 for info, result, length in zip(extra_infos, results, lengths, strict=True)]
         k = self.parts[step] = self.parts.get(step, -1) + 1
         path = self.folder / f"step-{step:07d}-{k}.parquet"
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), tmp)
-        tmp.rename(path)
-        return path
+        return publish_file(path, lambda tmp: pq.write_table(pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), tmp))
 
 
 def read_rollouts(folder: Path) -> pa.Table:
@@ -168,10 +167,7 @@ def pass_rates(rollouts: pa.Table, provenance: dict[str, Any], *, stage: str, ba
 def write_pass_rates(table: pa.Table, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    pq.write_table(table, tmp)
-    tmp.rename(path)
-    return path
+    return publish_file(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def summarize(rollouts: pa.Table, rates: pa.Table) -> dict[str, Any]:

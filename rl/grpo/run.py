@@ -15,13 +15,14 @@ from pathlib import Path
 
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
+from engine.paths import REPO_ROOT
 from rl.grpo.config import GrpoJobConfig
 from rl.grpo.data import verl_parquet
 
 
 def prepare_data(cfg: GrpoJobConfig) -> tuple[str, str]:
-    """Both splits as verl parquet; `warmstart:` names and `?tasks=` queries resolved first (rl/grpo/sources.py)."""
-    from rl.grpo.sources import resolve_data
+    """Both splits as verl parquet; `warmstart:` names and `?tasks=` queries resolved first (rl/sources.py)."""
+    from rl.sources import resolve_data
 
     out = Path(cfg.output_dir) / "data"
     max_pixels = cfg.data.image_max_pixels
@@ -34,10 +35,10 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
     import torch
 
     from rl.grpo import verl_launch
-    from rl.grpo.sources import resolve_model
+    from rl.sources import WARMSTART, resolve_model
 
     model_id = cfg.model_path
-    if cfg.model_path.startswith("warmstart:"):  # the embedded default, built or taken from the cache
+    if cfg.model_path.startswith(WARMSTART):  # the embedded default, built or taken from the cache
         model_path, model_id = resolve_model(cfg.model_path)
         cfg.model_path = str(model_path)
     train, val = prepare_data(cfg)
@@ -58,7 +59,7 @@ def run_verl(cfg: GrpoJobConfig, dry_run: bool = False) -> dict:
         raise ConfigError("verl trains on GPUs only: set verl.address=http://HEAD:8265 to submit to a cluster, "
                           "use --dry-run to check the override set, or --backend trl on this machine")
     started = time.time()
-    subprocess.run(command, check=True, cwd=verl_launch.REPO_ROOT)
+    subprocess.run(command, check=True, cwd=REPO_ROOT)
     checkpoint = verl_launch.latest_actor_checkpoint(out)
     if checkpoint is not None:  # FSDP shards -> an HF folder the rest of gradus loads
         subprocess.run(verl_launch.merge_command(checkpoint, out / "hf_model"), check=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any, Sequence
 
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
+from engine.paths import repo_path
+from engine.publish import publish_dir
 from rl.grpo.config import GrpoJobConfig
 from rl.grpo.group_signal import COUNTED
 
@@ -317,19 +318,16 @@ def _publish_model(trainer, processor, parent: Path, out: Path, meta: dict) -> P
     from transformers import GenerationConfig
 
     final = out / MODEL_DIR
-    tmp = final.with_name(final.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.use_cache = True
     if (parent / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(parent), local_files_only=True)
-    trainer.save_model(str(tmp))
-    processor.save_pretrained(str(tmp))
-    for stale in ("training_args.bin",):
-        (tmp / stale).unlink(missing_ok=True)
-    (tmp / "gradus_model.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    with publish_dir(final) as tmp:
+        trainer.save_model(str(tmp))
+        processor.save_pretrained(str(tmp))
+        for stale in ("training_args.bin",):
+            (tmp / stale).unlink(missing_ok=True)
+        (tmp / "gradus_model.json").write_text(json.dumps(meta, indent=2))
     return final
 
 
@@ -348,7 +346,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     from rl.grpo.data import verl_parquet
     from rl.grpo.group_signal import summarize_signal
     from rl.grpo.rollout_log import PASS_RATES, ROLLOUTS_DIR, RolloutLog, read_rollouts, refresh
-    from rl.grpo.sources import repo_path, resolve_data, resolve_model
+    from rl.sources import resolve_data, resolve_model
     from rl.grpo.trl_dataset import build_dataset
     from rl.grpo.trl_reward import VerlRewardFunction, load_entrypoint
     from rl.reward import reward_config

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError
+from engine.paths import REPO_ROOT, repo_path
 from rl.grpo.config import GrpoJobConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 REWARD_ENTRYPOINT = "rl/reward.py"
 IGNORED_BY_VERL = ("custom_reward_function.",)  # legacy keys: accepted by Hydra, never read by main_ppo
 
@@ -44,8 +44,6 @@ def reward_config_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
     """The RewardConfig YAML as verl's reward workers see it: inside the uploaded working_dir (their cwd) a
     repo file is named relative to it, since this machine's absolute path does not exist on the cluster;
     a file outside the repo is passed as it is (it must be on storage every node sees)."""
-    from rl.grpo.sources import repo_path
-
     path = repo_path(cfg.reward.config)
     if uploaded and path.is_relative_to(REPO_ROOT):
         return str(path.relative_to(REPO_ROOT))

@@ -77,6 +77,15 @@ class SFTConfig:
         self.deepspeed.validate()
 
     @property
+    def train_source(self) -> str:
+        """The training data reference (rl/sources.py TrainInputs, shared with GRPO configs)."""
+        return self.train_data
+
+    @train_source.setter
+    def train_source(self, spec: str) -> None:
+        self.train_data = spec
+
+    @property
     def uses_deepspeed(self) -> bool:
         return self.use_gpu and self.deepspeed.enabled
 

@@ -22,6 +22,8 @@ from engine import __version__
 from engine.ray_session import init_ray
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.shards import shard_paths
+from engine.paths import repo_path
+from engine.publish import publish_dir
 from rl.sft.config import SFTConfig
 
 
@@ -62,8 +64,6 @@ def deepspeed_config(cfg: SFTConfig) -> dict:
         "wall_clock_breakdown": False,
     }
     if ds.config:
-        from rl.grpo.sources import repo_path
-
         file = repo_path(ds.config)
         if not file.is_file():
             raise ConfigError(f"sft.deepspeed.config {ds.config} not found ({file})")
@@ -275,33 +275,29 @@ def _run_sft(cfg: SFTConfig, ds_config: dict | None, started: float, parent_meta
     result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"sft: training finished without a checkpoint ({result.error})")
-    tmp_out = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    with result.checkpoint.as_directory() as ckpt_dir:
-        shutil.copytree(ckpt_dir, tmp_out)
-    metrics = result.metrics or {}
-    curve = metrics.get("loss_curve", [])
-    stop = metrics.get("stop") or {"stopped_early": False, "step": metrics.get("step", total_steps), "reason": ""}
-    summary = {
-        "stage": "sft",
-        "model_id": (parent_meta or {}).get("model_id", cfg.model_path),
-        "parent": cfg.model_path,
-        "sft_config": to_dict(cfg),
-        "config_hash": config_hash(cfg),
-        "seed": cfg.seed,
-        "gradus_version": __version__,
-        "train_rows": n_rows,
-        "steps": metrics.get("step", total_steps),  # optimizer steps run (fewer than planned after an early stop)
-        "planned_steps": total_steps,
-        "stop": stop,
-        "parallelism": ("deepspeed zero-%d" % cfg.deepspeed.zero_stage) if ds_config else
-                       ("ddp" if cfg.num_workers > 1 else "single worker") + (" (deepspeed section ignored: CPU workers)" if cfg.deepspeed.enabled and not cfg.use_gpu else ""),
-        "deepspeed_config": ds_config,
-        "loss_curve": curve,
-        "wall_s": round(time.time() - started, 1),
-    }
-    (tmp_out / "gradus_model.json").write_text(json.dumps({**(parent_meta or {}), **summary}, indent=2))
-    # Publish atomically: a half-copied folder must never look like a finished model.
-    shutil.rmtree(out, ignore_errors=True)
-    tmp_out.rename(out)
+    with publish_dir(out) as tmp_out:  # atomically: a half-copied folder must never look like a finished model
+        with result.checkpoint.as_directory() as ckpt_dir:
+            shutil.copytree(ckpt_dir, tmp_out)
+        metrics = result.metrics or {}
+        curve = metrics.get("loss_curve", [])
+        stop = metrics.get("stop") or {"stopped_early": False, "step": metrics.get("step", total_steps), "reason": ""}
+        summary = {
+            "stage": "sft",
+            "model_id": (parent_meta or {}).get("model_id", cfg.model_path),
+            "parent": cfg.model_path,
+            "sft_config": to_dict(cfg),
+            "config_hash": config_hash(cfg),
+            "seed": cfg.seed,
+            "gradus_version": __version__,
+            "train_rows": n_rows,
+            "steps": metrics.get("step", total_steps),  # optimizer steps run (fewer than planned after an early stop)
+            "planned_steps": total_steps,
+            "stop": stop,
+            "parallelism": ("deepspeed zero-%d" % cfg.deepspeed.zero_stage) if ds_config else
+                           ("ddp" if cfg.num_workers > 1 else "single worker") + (" (deepspeed section ignored: CPU workers)" if cfg.deepspeed.enabled and not cfg.use_gpu else ""),
+            "deepspeed_config": ds_config,
+            "loss_curve": curve,
+            "wall_s": round(time.time() - started, 1),
+        }
+        (tmp_out / "gradus_model.json").write_text(json.dumps({**(parent_meta or {}), **summary}, indent=2))
     return summary

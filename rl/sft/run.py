@@ -2,7 +2,7 @@
 
 `model_path` may be an HF folder or `warmstart:<config.yaml>` (the embedded default, built and
 cached on first use); `train_data` canonical shards, `warmstart:<config.yaml>:<split>`, either with
-a `?tasks=..&per_task=N` selection (rl/grpo/sources.py). `output_dir` is the job folder:
+a `?tasks=..&per_task=N` selection (rl/sources.py). `output_dir` is the job folder:
 
 - `model/`: the HF folder (weights, config, processor, `gradus_model.json`), published atomically;
 - `summary.json`: run_sft's summary (loss curve, steps, stop, parallelism) + model and data paths;
@@ -41,7 +41,7 @@ def _check_rejection_template(train: Path, template: str) -> None:
 def resolve(cfg: SFTConfig) -> tuple[SFTConfig, str, Path]:
     """(the config run_sft gets: real model and data paths, output_dir = <output_dir>/model; model id; job folder)."""
     from rl.grpo.data import is_verl_file
-    from rl.grpo.sources import resolve_data, resolve_model
+    from rl.sources import resolve_data, resolve_model
 
     if not cfg.model_path or not cfg.train_data or not cfg.output_dir:
         raise ConfigError("train sft: model_path, train_data and output_dir are required")

@@ -49,7 +49,7 @@ def test_cluster_arms_compose_in_verl_with_one_step_budget(tmp_path, warm_corpus
     import json
 
     from rl.curriculum.run import run_curriculum
-    from rl.grpo.sources import resolve_data
+    from rl.sources import resolve_data
     from rl.grpo.verl_launch import validate_overrides
 
     cfg = load_config(DemoConfig, CLUSTER, [f"out_dir={tmp_path}"])

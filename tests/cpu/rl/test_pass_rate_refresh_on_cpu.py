@@ -30,6 +30,7 @@ import pytest
 from PIL import Image
 
 from engine.config import ConfigError, load_config
+from engine.publish import partial_path
 from engine.shaping.store import ScoreSource, load_scores
 from rl.grpo.rollout_log import (ROLLOUT_SCHEMA, RolloutLog, pass_rates, read_rollouts, rollout_row, write_pass_rates)
 
@@ -84,13 +85,13 @@ def test_rollout_log_resume_drops_later_steps(tmp_path):
     log = RolloutLog(folder)
     for step in range(3):  # TRL's global_step before each generation round
         log.record(SimpleNamespace(global_step=step), [{"id": f"s{step}"}, {"id": "x"}], [{"acc": 1.0, "score": 1.0}] * 2, [[1, 2], [3]])
-    (folder / "step-0000003-0.tmp").write_bytes(b"half a file")  # a write interrupted by the crash
+    partial_path(folder / "step-0000003-0.parquet").write_bytes(b"half a file")  # a write interrupted by the crash
     assert sorted(read_rollouts(folder).column("step").to_pylist()) == [1, 1, 2, 2, 3, 3]
     assert read_rollouts(folder).column("response_tokens").to_pylist()[:2] == [2, 1]
 
     RolloutLog(folder, resume_step=2)  # resumed from checkpoint-2: step 3 is generated again
     assert sorted(read_rollouts(folder).column("step").to_pylist()) == [1, 1, 2, 2]
-    assert not list(folder.glob("*.tmp"))
+    assert sorted(p.name for p in folder.iterdir()) == ["step-0000001-0.parquet", "step-0000002-0.parquet"]
     RolloutLog(folder)  # a fresh run in the same output_dir
     assert read_rollouts(folder).num_rows == 0
     with pytest.raises(ValueError, match="trainer state"):
@@ -283,7 +284,7 @@ def test_store_and_select_use_the_refreshed_pass_rates(refreshed_run, warm_corpu
     from engine.shaping.select import SelectionSpec
     from engine.shaping.select_job import SelectJobConfig, run_select
     from engine.shaping.store import read_manifest, read_store
-    from rl.grpo.sources import resolve_data
+    from rl.sources import resolve_data
 
     tmp, out = refreshed_run.tmp, refreshed_run.out
     # the store's samples: 4 per task of the same tasks, so 4 samples were never trained on

@@ -16,7 +16,8 @@ import pytest
 def tiny_setup(tmp_path_factory):
     """A small synthetic corpus and a randomly initialised tiny model whose tokenizer knows it."""
     from engine.config import from_dict
-    from rl.warmstart import WarmstartConfig, build_initial_model, cache_root, ensure_corpus
+    from engine.paths import cache_root
+    from rl.warmstart import WarmstartConfig, build_initial_model, ensure_corpus
 
     root = tmp_path_factory.mktemp("ds")
     cfg = from_dict(WarmstartConfig, {"synth": {"train_per_family": 8, "val_per_family": 1, "test_per_family": 1},
