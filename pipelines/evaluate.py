@@ -5,10 +5,10 @@ input rows (pipelines/inputs.py: the shards without a converter's quarantine/, e
 repeated id's later copies are `duplicate_id` rows) -> the job's items (all, or a stable
 `limit`-sized subset) -> drop ids this model already has -> map_batches(EvalActor,
 ActorPoolStrategy(min, max)) -> n seeded draws per item on the model's engine (vLLM or HF, one
-GenerationConfig for all models) -> every draw judged by the item's own verifier -> per-item rows
-streamed into `<output>/<label>/parts/` and consolidated (pipelines/resumable.py, unchanged: a
-killed job rerun with the same command resumes per model)
--> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
+GenerationConfig for all models) -> every draw judged by the item's own verifier
+(engine/generation/verified.py) -> per-item rows streamed into `<output>/<label>/parts/` and
+consolidated (pipelines/resumable.py, unchanged: a killed job rerun with the same command resumes
+per model) -> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
 `summary.json` (accuracy, pass@k per task and overall per model, deltas against the baseline),
 `results.parquet` (every model's rows, `model` column), plots, `report.html`, a wandb run.
 
@@ -17,7 +17,7 @@ What is computed (docs/evaluation.md):
   engine/verifiers/passk.py), averaged over items, per task and overall.
 - accuracy = pass@1 = mean over items of c / n: the expected accuracy of one draw at the
   configured temperature. With temperature 0 and n = 1 it is greedy accuracy.
-- Draw d of item i is seeded `draw_seed(seed, i, 0.0, d)` (engine/pism/masks.py), the seed of
+- Draw d of item i is seeded `draw_seed(seed, i, 0.0, d)` (engine/generation/seeds.py), the seed of
   PISM's unmasked draw d; every model gets the same seeds (paired draws). Both backends honour a
   request's seed exactly (HF through its per-request sampler), so any draw can be reproduced alone,
   whatever else is in its batch or the job.
@@ -113,70 +113,6 @@ def check_draws(n: int, temperature: float, job: str) -> None:
 
 # ----- shared with pipelines/rejection_sample.py -----
 
-@dataclass
-class Draws:
-    """An item's n draws, judged; `error` set when the item could not be judged."""
-
-    texts: list[str] = field(default_factory=list)
-    passed: list[bool] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    extracted: list[str | None] = field(default_factory=list)
-    finish: list[str] = field(default_factory=list)
-    error: str | None = None
-    error_detail: str | None = None
-
-
-def draw_requests(sample, images, n: int, seed: int):
-    """The n requests of one item; draw d carries draw_seed(seed, id, 0.0, d) (PISM's unmasked draw d)."""
-    from engine.generation.base import GenerationRequest
-    from engine.pism.masks import draw_seed
-
-    return [GenerationRequest(sample.prompt_messages, list(images), seed=draw_seed(seed, sample.id, 0.0, d)) for d in range(n)]
-
-
-def sample_and_verify(items: Sequence[tuple], backend, n: int, seed: int) -> list[Draws]:
-    """n seeded draws per (sample, images) item, each judged by the item's verifier; one `Draws` per item, in order.
-
-    One call for all items, the engine batching across them (per-request seeds: a draw does not
-    depend on its batch); if that call fails, items are retried one by one so only the failing ones
-    become engine_error rows.
-    """
-    from engine.verifiers import verify_many
-
-    results = [Draws() for _ in items]
-    requests = [draw_requests(s, imgs, n, seed) for s, imgs in items]
-    gens: list[list | None] = [None] * len(items)
-    if items:
-        try:
-            flat = backend.generate([r for reqs in requests for r in reqs])
-            gens = [flat[i * n : (i + 1) * n] for i in range(len(items))]
-        except Exception:  # noqa: BLE001 -- isolate the failing items below
-            gens = [None] * len(items)
-    for i, reqs in enumerate(requests):
-        if gens[i] is None:
-            try:
-                gens[i] = backend.generate(reqs)
-            except Exception as exc:  # an engine failure is an error row, not n wrong answers
-                results[i].error, results[i].error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
-    calls = [(s.verifier, g.text, s.answer, s.verifier_params) for (s, _), gs in zip(items, gens) if gs is not None for g in gs]
-    verdicts = iter(verify_many(calls))
-    for res, gs in zip(results, gens):
-        if gs is None:
-            continue
-        for g in gs:
-            v = next(verdicts)
-            if v.infrastructure_failure and res.error is None:
-                res.error, res.error_detail = "verifier_error", v.reason[:500]
-            res.texts.append(g.text)
-            res.passed.append(bool(v.passed))
-            res.scores.append(float(v.score))
-            res.tokens.append(int(g.num_tokens))
-            res.extracted.append(v.extracted)
-            res.finish.append(g.finish_reason)
-    return results
-
-
 def load_items(batch, policy):
     """Sample rows -> (row stub, sample, images) for good rows and (row stub, reason, detail) for bad ones."""
     from engine.data.reasons import SampleError
@@ -221,6 +157,8 @@ class EvalActor:
         rows = []
         for stub, reason, detail in bad:
             rows.append({c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": reason, "error_detail": detail})
+        from engine.generation.verified import sample_and_verify
+
         for (stub, _, _), d in zip(good, sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, self.n, self.seed)):
             row = {c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": d.error, "error_detail": d.error_detail}
             if d.texts:

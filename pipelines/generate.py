@@ -92,7 +92,7 @@ class GenerateActor:
     def __call__(self, batch):
         import pandas as pd
 
-        from engine.verifiers import verify_many
+        from engine.generation.verified import generate_and_verify
 
         rows, requests, targets = [], [], []
         for raw in batch.to_dict("records"):
@@ -105,26 +105,20 @@ class GenerateActor:
                 row.update(error=err.reason.value, error_detail=err.detail)
                 rows.append(row)
                 continue
-            requests.append(GenerationRequest(sample.prompt_messages, images, seed=self.seed))
+            requests.append([GenerationRequest(sample.prompt_messages, images, seed=self.seed)])
             targets.append((row, sample))
             rows.append(row)
-        try:
-            generations = self.backend.generate(requests)
-        except Exception as exc:  # an engine failure marks the batch as errors, not wrong answers
-            for row, _ in targets:
-                row.update(error="engine_error", error_detail=f"{type(exc).__name__}: {exc}"[:500])
-            generations = []
-        verdicts = verify_many([(s.verifier, g.text, s.answer, s.verifier_params) for (_, s), g in zip(targets, generations)])
-        for (row, sample), gen, result in zip(targets, generations, verdicts):
-            row.update(
-                verify_reason=result.reason,  # why an answer could not be judged ("" when it was)
-                output=gen.text,
-                num_tokens=gen.num_tokens,
-                finish_reason=gen.finish_reason,
-                extracted=result.extracted,
-                score=result.score,
-                passed=result.passed,
-            )
+        # one engine call for the batch: if it fails, the batch's rows are engine errors, not wrong answers
+        verified = generate_and_verify([s for _, s in targets], requests, self.backend)
+        for (row, _), v in zip(targets, verified):
+            row.update(error=v.error, error_detail=v.error_detail)
+            if not v.generations:  # the engine failed
+                continue
+            gen, result = v.generations[0], v.verdicts[0]
+            # verify_reason: why the answer could not be judged ("" when it was)
+            row.update(output=gen.text, num_tokens=gen.num_tokens, finish_reason=gen.finish_reason, verify_reason=result.reason)
+            if not v.error:  # a verifier_error row gets no verdict: an error, not a wrong answer
+                row.update(extracted=result.extracted, score=result.score, passed=result.passed)
         frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
         for key, value in self.provenance.items():
             frame[key] = value

@@ -15,6 +15,7 @@ from engine.cmab.metrics import heatmap_rows, rho
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample
+from engine.errors import error_detail
 
 
 @dataclass
@@ -62,7 +63,7 @@ class CmabScorer:
             masses = lean_masses(self.model, inputs, spans, self.cfg.chunk_rows, keep_rows=keep_rows)
             result = rho(masses, spans, self.cfg)
         except (ValueError, TypeError) as exc:  # e.g. no text before the image in code mode, a template that splits the prompt
-            rec.error, rec.error_detail = "cmab_error", f"{type(exc).__name__}: {exc}"[:500]
+            rec.error, rec.error_detail = "cmab_error", error_detail(exc)
             return rec
         rec.rho_bar, rec.bucket, rec.layer_profile = result.rho_bar, bucket_of(result.rho_bar, self.cfg.buckets), result.layer_profile
         rec.prompt_tokens, rec.response_tokens = spans.prompt_len, spans.response_len

@@ -16,9 +16,8 @@ from PIL import Image
 
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample, check_verifier
-from engine.generation.base import GenerationBackend, GenerationRequest
-from engine.pism.masks import draw_seed
-from engine.verifiers import verify_many
+from engine.generation.base import GenerationBackend
+from engine.generation.verified import clean_requests, generate_and_verify
 
 
 @dataclass
@@ -30,11 +29,6 @@ class Solved:
     error_detail: str | None = None
 
 
-def clean_request(sample: Sample, images: Sequence[Image.Image], seed: int, draw: int) -> GenerationRequest:
-    """Draw `draw` on the unmasked image, seeded as PISM's ratio-0 draw of the same index."""
-    return GenerationRequest(sample.prompt_messages, list(images), seed=draw_seed(seed, sample.id, 0.0, draw))
-
-
 def solve(items: Sequence[tuple[Sample, Sequence[Image.Image]]], backend: GenerationBackend, draws: int, seed: int) -> list[Solved]:
     """One `Solved` per (sample, images), in order."""
     results = [Solved() for _ in items]
@@ -42,22 +36,16 @@ def solve(items: Sequence[tuple[Sample, Sequence[Image.Image]]], backend: Genera
     for draw in range(draws):
         if not open_:
             break
-        try:
-            gens = backend.generate([clean_request(*items[i], seed, draw) for i in open_])
-        except Exception as exc:  # the engine failed: these samples are errors, not wrong answers
-            for i in open_:
-                results[i].error, results[i].error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
-            break
-        verdicts = verify_many([(items[i][0].verifier, g.text, items[i][0].answer, items[i][0].verifier_params) for i, g in zip(open_, gens)])
+        verified = generate_and_verify([items[i][0] for i in open_], [clean_requests(*items[i], seed, [draw]) for i in open_], backend)
         still = []
-        for i, gen, verdict in zip(open_, gens, verdicts):
+        for i, v in zip(open_, verified):
             res = results[i]
-            res.generations += 1
-            res.tokens += gen.num_tokens
-            if verdict.infrastructure_failure:
-                res.error, res.error_detail = "verifier_error", verdict.reason[:500]
-            elif verdict.passed:
-                res.response = gen.text
+            res.generations += len(v.generations)
+            res.tokens += sum(v.tokens)
+            if v.error:  # the engine failed (every open sample at once) or the verifier could not judge
+                res.error, res.error_detail = v.error, v.error_detail
+            elif v.passed[0]:
+                res.response = v.texts[0]
             else:
                 still.append(i)
         open_ = still

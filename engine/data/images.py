@@ -16,6 +16,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from engine.config import ConfigError
 from engine.data.reasons import Reason, SampleError
+from engine.errors import error_detail
 
 # Never let PIL silently pad a truncated file with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -123,7 +124,7 @@ def decode_image(data: bytes, policy: ImagePolicy) -> Image.Image:
         raise SampleError(reason, msg) from exc
     except Exception as exc:  # noqa: BLE001 - PIL's format plugins raise arbitrary errors on malformed files
         # (a TIFF whose StripOffsets tag is typed ASCII raises TypeError from load()); still just a corrupt image.
-        raise SampleError(Reason.IMAGE_CORRUPT, f"{type(exc).__name__}: {exc}") from exc
+        raise SampleError(Reason.IMAGE_CORRUPT, error_detail(exc, limit=None)) from exc
 
 
 def load_image(data: bytes | None, path: str | None, policy: ImagePolicy) -> Image.Image:

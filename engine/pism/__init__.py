@@ -1,6 +1,7 @@
 """PISM: difficulty by sensitivity to progressive image masking (docs/methods.md#pism)."""
 from engine.pism.config import BucketConfig, PismConfig, bucket_of
-from engine.pism.masks import draw_seed, mask_image
+from engine.generation.seeds import draw_seed
+from engine.pism.masks import mask_image
 from engine.pism.schedule import SampleSchedule
 from engine.pism.scorer import PismRecord, score_samples
 

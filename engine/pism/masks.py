@@ -1,8 +1,7 @@
-"""Masking operators. Every draw has its own seed from (global seed, sample id, ratio, draw), so any
-draw can be reproduced alone, in any order, on any worker."""
+"""Masking operators. Every draw has its own seed from (global seed, sample id, ratio, draw)
+(engine/generation/seeds.py), so any draw can be reproduced alone, in any order, on any worker."""
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -11,12 +10,6 @@ from PIL import Image
 from engine.generation.vision_grid import VisionGrid
 
 MODES = ("rect", "pixel", "patch")
-
-
-def draw_seed(global_seed: int, sample_id: str, ratio: float, draw: int) -> int:
-    """A 63-bit seed; stable across processes and Python versions (no hash())."""
-    key = f"{global_seed}|{sample_id}|{ratio:.6f}|{draw}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
 
 
 def _rect(arr: np.ndarray, ratio: float, rng: np.random.Generator) -> None:

@@ -19,11 +19,12 @@ from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample, check_verifier
 from engine.generation.base import Generation, GenerationBackend, GenerationRequest
+from engine.generation.seeds import draw_seed
+from engine.generation.verified import engine_failure, generate_and_verify, judge, verdict_failure
 from engine.generation.vision_grid import VisionGrid
 from engine.pism.config import PismConfig
-from engine.pism.masks import draw_seed, mask_image
+from engine.pism.masks import mask_image
 from engine.pism.schedule import SampleSchedule
-from engine.verifiers import verify, verify_many
 
 
 @dataclass
@@ -100,15 +101,16 @@ def draw_request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: 
 
 def _engine_error(rec: PismRecord, exc: Exception) -> None:
     """The engine failed: the sample is an error, not a wrong answer."""
-    rec.error, rec.error_detail = "engine_error", f"{type(exc).__name__}: {exc}"[:500]
+    rec.error, rec.error_detail = engine_failure(exc)
 
 
 def _judge(cfg: PismConfig, item: _Item, i: int, k: int, gen: Generation, verdict) -> None:
     _, _, sched, rec = item
     if rec.error:
         return
-    if verdict.infrastructure_failure:
-        rec.error, rec.error_detail = "verifier_error", verdict.reason[:500]
+    failure = verdict_failure(verdict)
+    if failure:
+        rec.error, rec.error_detail = failure
         return
     sched.record(i, verdict.passed)
     if verdict.passed and cfg.ratios[i] == 0.0 and rec.clean_response is None:
@@ -123,15 +125,13 @@ def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, gr
         wave = [(item, *nxt) for item in active if (nxt := item[2].next_draw()) is not None]
         if not wave:
             break
-        try:
-            gens = backend.generate([draw_request(cfg, item[0], item[1], i, k, grid) for item, i, k in wave])
-        except Exception as exc:
-            for item, _, _ in wave:
-                _engine_error(item[3], exc)
-        else:
-            verdicts = verify_many([(item[0].verifier, g.text, item[0].answer, item[0].verifier_params) for (item, _, _), g in zip(wave, gens)])
-            for (item, i, k), g, v in zip(wave, gens, verdicts):
-                _judge(cfg, item, i, k, g, v)
+        verified = generate_and_verify([item[0] for item, _, _ in wave], [[draw_request(cfg, item[0], item[1], i, k, grid)] for item, i, k in wave],
+                                       backend)
+        for (item, i, k), v in zip(wave, verified):
+            if v.generations:
+                _judge(cfg, item, i, k, v.generations[0], v.verdicts[0])
+            else:  # the engine failed: the whole wave is errors
+                item[3].error, item[3].error_detail = v.error, v.error_detail
         active = [item for item in active if not item[3].error and not item[2].done]
 
 
@@ -166,7 +166,6 @@ def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, gr
             continue
         for rid, gen in finished:
             item, i, k = in_flight.pop(rid)
-            sample = item[0]
-            _judge(cfg, item, i, k, gen, verify(sample.verifier, gen.text, sample.answer, sample.verifier_params))
+            _judge(cfg, item, i, k, gen, judge([(item[0], gen.text)])[0])
             submit(item)
         fill()

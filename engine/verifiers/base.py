@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from engine.errors import error_detail
+
 # Reason codes (VerifyResult.reason). Empty means the answer was parsed and judged.
 NO_ANSWER = "no_answer"  # no \boxed{} / <answer> to judge
 ANSWER_TOO_LONG = "answer_too_long"  # extracted answer above max_answer_chars
@@ -25,6 +27,11 @@ class VerifyResult:
     @classmethod
     def unparsed(cls, reason: str, extracted: str | None = None) -> "VerifyResult":
         return cls(0.0, False, extracted, reason)
+
+    @classmethod
+    def crashed(cls, exc: BaseException) -> "VerifyResult":
+        """The verifier itself raised: an `error:` reason (an infrastructure failure), never a wrong answer."""
+        return cls.unparsed(f"error:{error_detail(exc, limit=None, message_limit=120)}")
 
     @classmethod
     def judged(cls, ok: bool, extracted: str, score: float | None = None, **details: Any) -> "VerifyResult":

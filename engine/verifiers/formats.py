@@ -89,4 +89,4 @@ def check_format(name: str, output: str, params: dict[str, Any] | None = None) -
     try:
         return fn(output, params)
     except (Exception, RecursionError, MemoryError) as exc:
-        return VerifyResult.unparsed(f"error:{type(exc).__name__}: {str(exc)[:120]}")
+        return VerifyResult.crashed(exc)

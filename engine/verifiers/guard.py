@@ -35,7 +35,7 @@ def run_inline(fn: Callable[..., VerifyResult], output: str, truth: str, params:
     except GroundTruthError as exc:
         return VerifyResult.unparsed(f"{BAD_GROUND_TRUTH}: {exc}")
     except (Exception, RecursionError, MemoryError) as exc:  # a verifier bug must not kill a training step
-        return VerifyResult.unparsed(f"error:{type(exc).__name__}: {str(exc)[:120]}")
+        return VerifyResult.crashed(exc)
 
 
 def _limit_memory(limit: int) -> None:
@@ -128,7 +128,7 @@ class IsolatedRunner:
         except ProcessExpired as exc:
             return VerifyResult.unparsed(f"{WORKER_DIED}: exit code {exc.exitcode}")
         except (Exception, MemoryError) as exc:
-            return VerifyResult.unparsed(f"error:{type(exc).__name__}: {str(exc)[:120]}")
+            return VerifyResult.crashed(exc)
 
     def close(self) -> None:
         with self._lock:

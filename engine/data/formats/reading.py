@@ -9,6 +9,7 @@ from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, Reason, SampleError
 from engine.data.sample import Sample
 from engine.data.shards import validate_all
+from engine.errors import error_detail
 
 from engine.data.formats.image_refs import reader_policy
 from engine.data.formats.records import RawRecord
@@ -80,7 +81,7 @@ def _parse_one(parse: RecordParser, record_id: RecordId, record: dict, ctx: Reco
         return err
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         # Safety net for shapes the parser did not foresee: still a quarantined record, not a crash.
-        return SampleError(Reason.BAD_FIELD_TYPE, f"{type(exc).__name__}: {exc}"[:300], _id_or_empty(record_id, record, ctx))
+        return SampleError(Reason.BAD_FIELD_TYPE, error_detail(exc, limit=300), _id_or_empty(record_id, record, ctx))
 
 
 def _id_or_empty(record_id: RecordId, record: dict, ctx: RecordContext) -> str:

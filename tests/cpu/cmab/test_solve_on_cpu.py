@@ -3,10 +3,11 @@
 draw seeds are PISM's clean-image seeds."""
 import pytest
 
-from engine.cmab.solve import clean_request, solve
+from engine.cmab.solve import solve
 from engine.data.images import ImagePolicy
 from engine.generation.base import GenerationConfig
 from engine.generation.hf_backend import HFBackend
+from engine.generation.verified import clean_requests
 from engine.pism import PismConfig
 from engine.pism.scorer import draw_request
 from engine.verifiers import verify
@@ -33,6 +34,6 @@ def test_fallback_draws_are_pism_clean_image_draws(samples):
     images = s.load_images(ImagePolicy())
     pism = PismConfig(seed=7)
     for k in range(3):
-        ours, theirs = clean_request(s, images, 7, k), draw_request(pism, s, images, 0, k)
+        (ours,), theirs = clean_requests(s, images, 7, [k]), draw_request(pism, s, images, 0, k)
         assert ours.seed == theirs.seed and ours.messages == theirs.messages
         assert [i.tobytes() for i in ours.images] == [i.tobytes() for i in theirs.images]  # ratio 0: unmasked
