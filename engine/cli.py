@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,7 @@ from typing import Any, Callable
 
 from engine.config import ConfigError, dump_yaml, load_config
 from engine.data.sample import SPLITS
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "configs"
+from engine.paths import CONFIG_DIR, cache_root
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def _synth_args(p: argparse.ArgumentParser) -> None:
 
 def _run_synth(cfg, args) -> dict:
     from engine.synth import build_corpus
-    from rl.warmstart import cache_root, ensure_corpus
+    from rl.warmstart import ensure_corpus
 
     if not args.out:
         return {"out": str(ensure_corpus(cfg, cache_root()))}
@@ -284,10 +283,62 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# What each command group holds (`gradus GROUP --help`).
+GROUPS = {
+    "data": "corpora and training files: render the synthetic corpus, convert foreign formats to canonical shards, "
+            "export shards for a trainer, rejection-sample, reformulate, read verl's pass rates",
+    "model": "the embedded default model: build the tiny Qwen2.5-VL, or build it and SFT it on the synthetic corpus",
+    "score": "difficulty of every sample on Ray Data, resumable: PISM (masked multi-ratio generation) and CMAB (attention balance)",
+    "store": "the difficulty store: PISM / CMAB / pass-rate scores joined onto the canonical samples",
+    "mix": "domain mixtures: build one, or search past runs for the next ones to launch",
+    "train": "training: GRPO (verl or TRL), SFT (Ray Train), SFT / GRPO curricula",
+}
+# `data convert --from` and `data export --to` (engine/data/formats: READERS, WRITERS).
+CONVERT_FORMATS = {
+    "vtriune": "V-Triune / Orsta-Data-47k parquet: prompt, images (bytes or path), reward_model with verifier names",
+    "difficulty_sampling": "DifficultySampling (PISM / CMAB paper) JSONL: id, ability, prompt, ground_truth, image_paths",
+    "swift": "ms-swift GRPO JSONL: messages, images, solution, extra columns",
+    "curr_reft": "Curr-ReFT GRPO JSONL: problem, solution, task, image; the stage (judge / choice / open) from the path",
+    "verl": "verl RLHFDataset parquet: prompt, images, reward_model, extra_info (gradus's own exports come back field for field)",
+}
+EXPORT_FORMATS = {
+    "verl": "verl RLHFDataset parquet, images embedded: OUT.parquet, or OUT/ with train/val/test.parquet",
+    "swift": "ms-swift GRPO JSONL, images in images/ beside it: OUT.jsonl, or OUT/ with train/val/test.jsonl",
+    "llamafactory": "LLaMA-Factory sharegpt JSONL + dataset_info.json, images in images/: OUT.jsonl or OUT/",
+}
+IMAGE_PATHS_HELP = """image paths:
+  A relative image path is looked up under each --image-root in turn; an absolute one must lie
+  under one of them. With no --image-root the input's own directory is the only root. A record
+  whose image is missing or resolves outside the roots is quarantined with its reason code
+  (OUT/quarantine/), never read. Images are embedded in the output shards, so later jobs need no
+  image root for them."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of descriptions and epilogs, and states each option's default
+    unless its help already does (or there is none to state)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.required or action.default in (None, False, "", [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _listing(title: str, items: dict[str, str]) -> str:
+    width = max(map(len, items))
+    return f"{title}:\n" + "\n".join(f"  {name:<{width}}  {text}" for name, text in items.items())
+
+
+def _command(subparsers, name: str, text: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help opens with what it does (argparse shows `help` only in the parent's list)."""
+    return subparsers.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter, **kwargs)
+
+
 def _add_recipe_args(p: argparse.ArgumentParser, recipe: Recipe) -> None:
     p.add_argument("--config", default=str(CONFIG_DIR / recipe.default_config), help=f"YAML config (default configs/{recipe.default_config})")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, values parsed as YAML")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, values parsed as YAML (docs/configs.md lists every key)")
     if recipe.extra_args:
         recipe.extra_args(p)
     p.set_defaults(recipe=recipe)
@@ -296,57 +347,68 @@ def _add_recipe_args(p: argparse.ArgumentParser, recipe: Recipe) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from engine import __version__
 
-    parser = argparse.ArgumentParser(prog="gradus", description="Difficulty-aware data shaping for multimodal RL post-training.")
+    parser = argparse.ArgumentParser(prog="gradus", description="Difficulty-aware data shaping for multimodal RL post-training.",
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"gradus {__version__}")
-    top = parser.add_subparsers(dest="command", required=True)
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`gradus COMMAND --help` tells more")
     groups: dict[str, argparse._SubParsersAction] = {}
     for recipe in RECIPES.values():
         words = recipe.name.split()
         if len(words) == 1:
-            _add_recipe_args(top.add_parser(words[0], help=recipe.help), recipe)
+            _add_recipe_args(_command(top, words[0], recipe.help), recipe)
             continue
         if words[0] not in groups:
-            groups[words[0]] = top.add_parser(words[0], help=f"{words[0]} commands").add_subparsers(dest="action", required=True)
-        _add_recipe_args(groups[words[0]].add_parser(words[1], help=recipe.help), recipe)
+            groups[words[0]] = _command(top, words[0], GROUPS[words[0]]).add_subparsers(
+                dest="action", required=True, metavar="ACTION", help=f"`gradus {words[0]} ACTION --help` tells more")
+        _add_recipe_args(_command(groups[words[0]], words[1], recipe.help), recipe)
     data = groups["data"]
-    conv = data.add_parser("convert", help="read a foreign format into canonical shards (+ quarantine)")
-    conv.add_argument("--from", dest="fmt", required=True)
-    conv.add_argument("--input", required=True)
-    conv.add_argument("--out", required=True)
-    conv.add_argument("--image-root", action="append", default=[], help="directory image paths may resolve under (repeatable)")
-    conv.add_argument("--split", default="train", choices=SPLITS, help="split of records that name none (default train)")
+    conv = _command(data, "convert", "read a foreign corpus into canonical parquet shards; bad records go to OUT/quarantine/ with a reason code",
+                    epilog=f"{_listing('formats', CONVERT_FORMATS)}\n\n{IMAGE_PATHS_HELP}")
+    conv.add_argument("--from", dest="fmt", required=True, choices=list(CONVERT_FORMATS), metavar="FORMAT",
+                      help=f"input format, one of: {', '.join(CONVERT_FORMATS)} (see formats below)")
+    conv.add_argument("--input", required=True, help="a file or a directory of them in that format")
+    conv.add_argument("--out", required=True, help="output directory: canonical shards, and quarantine/ for rejected records")
+    conv.add_argument("--image-root", action="append", default=[],
+                      help="directory image paths resolve under (repeatable; relative paths are tried under each in turn); "
+                           "default: the input's own directory")
+    conv.add_argument("--split", default="train", choices=SPLITS, help="split given to records that name none")
     conv.set_defaults(handler=_cmd_convert)
-    exp = data.add_parser("export", help="write canonical shards in a training framework's format")
-    exp.add_argument("--to", dest="fmt", required=True)
-    exp.add_argument("--input", required=True)
-    exp.add_argument("--out", required=True)
+    exp = _command(data, "export", "write canonical shards in a training framework's format", epilog=_listing("formats", EXPORT_FORMATS))
+    exp.add_argument("--to", dest="fmt", required=True, choices=list(EXPORT_FORMATS), metavar="FORMAT",
+                     help=f"output format, one of: {', '.join(EXPORT_FORMATS)} (see formats below)")
+    exp.add_argument("--input", required=True, help="canonical shards (a directory, or one parquet file)")
+    exp.add_argument("--out", required=True, help="a file with the format's suffix, or a directory with one file per split")
     exp.set_defaults(handler=_cmd_export)
-    rates = data.add_parser("pass-rates", help="verl's rollout dump (trainer.rollout_data_dir) -> pass rates per sample id for `store build`")
+    rates = _command(data, "pass-rates", "verl's rollout dump (trainer.rollout_data_dir) -> pass rates per sample id for `store build`")
     rates.add_argument("--rollouts", required=True, help="verl's rollout_data_dir (<step>.jsonl files)")
     rates.add_argument("--output", required=True, help="pass_rates.parquet to write")
-    rates.add_argument("--data", default="", help="the verl parquet trained on: every dumped id must be one of its extra_info.id")
+    rates.add_argument("--data", default="", help="the verl parquet trained on: every dumped id must be one of its extra_info.id (default: not checked)")
     rates.add_argument("--run", default="", help="the run's output_dir (verl_run.json: provenance); default: the dump's parent")
-    rates.add_argument("--model-id", default="")
-    rates.add_argument("--config-hash", default="")
-    rates.add_argument("--seed", type=int, default=None)
+    rates.add_argument("--model-id", default="", help="model id recorded per row (default: the run's provenance)")
+    rates.add_argument("--config-hash", default="", help="config hash recorded per row (default: the run's provenance)")
+    rates.add_argument("--seed", type=int, default=None, help="seed recorded per row (default: the run's provenance)")
     rates.add_argument("--stage", default="", help="stage name recorded per row; default: the run folder's name")
     rates.set_defaults(handler=_cmd_pass_rates)
 
-    sub = top.add_parser("submit", help="run a recipe on a Ray cluster as a job (ray job submit); config validated here first")
+    sub = _command(top, "submit", "run a recipe on a Ray cluster as a job (ray job submit); config validated here first")
     sub.add_argument("pipeline", help=f"a recipe name, e.g. 'score pism' (one of: {', '.join(RECIPES)})")
     sub.add_argument("--address", default=None, help="Ray dashboard URL (default: RAY_ADDRESS if a URL, else http://127.0.0.1:8265)")
     sub.add_argument("--config", default=None, help="YAML config (default: the recipe's)")
-    sub.add_argument("--runtime-env", default=None, help="YAML runtime_env merged over gradus's (pip/image, extra env vars, excludes)")
+    sub.add_argument("--runtime-env", default=None, help="YAML runtime_env merged over gradus's (pip/image, extra env vars, excludes); default: gradus's alone")
     sub.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
     sub.add_argument("--python", default="python", help="interpreter on the cluster that has gradus's dependencies")
     sub.add_argument("--follow", action="store_true", help="stream the job's logs; exit with 0 only if it succeeded")
     sub.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     sub.set_defaults(handler=_cmd_submit)
-    jobs = top.add_parser("jobs", help="status, logs or stop of a submitted job").add_subparsers(dest="action", required=True)
-    for name, handler in (("status", _cmd_job_status), ("logs", _cmd_job_logs), ("stop", _cmd_job_stop)):
-        p = jobs.add_parser(name)
-        p.add_argument("job_id")
-        p.add_argument("--address", default=None)
+    jobs = _command(top, "jobs", "status, logs or stop of a job started with `gradus submit`").add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="`gradus jobs ACTION --help` tells more")
+    for name, text, handler in (("status", "the job's status, message, entrypoint and start / end times", _cmd_job_status),
+                                ("logs", "print the job's logs so far", _cmd_job_logs),
+                                ("stop", "ask Ray to stop the job: its driver gets SIGTERM, its actors and their engines end with it",
+                                 _cmd_job_stop)):
+        p = _command(jobs, name, text)
+        p.add_argument("job_id", help="the submission id `gradus submit` printed")
+        p.add_argument("--address", default=None, help="Ray dashboard URL (default: RAY_ADDRESS if a URL, else http://127.0.0.1:8265)")
         p.set_defaults(handler=handler)
     return parser
 
@@ -357,8 +419,8 @@ def _cmd_submit(args):
     pipeline, overrides = " ".join(args.pipeline.split()), list(args.overrides)
     if pipeline not in RECIPES and overrides and "=" not in overrides[0]:  # `gradus submit score pism ...` unquoted
         pipeline, overrides = f"{pipeline} {overrides[0]}", overrides[1:]
-    record = jobs.submit(pipeline, args.config, overrides, addr=args.address, runtime_env_file=args.runtime_env,
-                         job_id=args.job_id, python=args.python)
+    record = jobs.submit(pipeline, args.config, overrides, recipes=RECIPES, config_dir=CONFIG_DIR, addr=args.address,
+                         runtime_env_file=args.runtime_env, job_id=args.job_id, python=args.python)
     print(json.dumps(record, indent=2), flush=True)
     if args.follow:
         return ExitCode(jobs.follow(record["job_id"], args.address))
@@ -416,6 +478,8 @@ def _cmd_pass_rates(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.ray_session import Stopped, shutdown_ray, stop_engines, stop_on_signals
+
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     # argparse takes one run of positionals: `submit PIPELINE --config F key=value` leaves the
@@ -424,29 +488,54 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + unknown
     elif unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        if hasattr(args, "handler"):
-            result = args.handler(args)
-        else:
-            recipe: Recipe = args.recipe
-            config = args.config
-            if config.startswith("env:"):  # a submitted job's resolved config (engine/jobs.py)
-                from engine.jobs import config_from_env
+    ray_was_up = _ray_connected()  # a caller's session (a test's) is the caller's to stop
+    stopped = None
+    def on_stop_signal(signum: int) -> None:
+        print(f"gradus: stopped by {signal.Signals(signum).name}: shutting down the engines and Ray this job started",
+              file=sys.stderr, flush=True)
+        if not ray_was_up:
+            stop_engines()  # before the stop unwinds through Ray Data, which kills its actors outright
 
-                config = config_from_env(config[4:])
-            cfg = load_config(recipe.config_cls(), config, args.overrides)
-            if args.print_config:
-                print(dump_yaml(cfg), end="")
-                return 0
-            result = recipe.run(cfg, args)
+    try:
+        with stop_on_signals(on_stop_signal):
+            result = _run(args)
+    except Stopped as exc:
+        stopped = exc
     except (ConfigError, FileNotFoundError, KeyError) as exc:
         print(f"gradus: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if not ray_was_up:
+            shutdown_ray(interrupted=stopped is not None)
+    if stopped is not None:
+        return int(stopped.code)
     if isinstance(result, ExitCode):
         return int(result)
     if result is not None:
         print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _run(args):
+    """The command's result: a handler's, a recipe's, or ExitCode(0) after --print-config."""
+    if hasattr(args, "handler"):
+        return args.handler(args)
+    recipe: Recipe = args.recipe
+    config = args.config
+    if config.startswith("env:"):  # a submitted job's resolved config (engine/jobs.py)
+        from engine.jobs import config_from_env
+
+        config = config_from_env(config[4:])
+    cfg = load_config(recipe.config_cls(), config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return ExitCode(0)
+    return recipe.run(cfg, args)
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,15 @@ from engine.config import ConfigError
 
 MiB = 1024 * 1024
 RESERVED = {"CPU", "GPU", "memory", "object_store_memory"}  # Ray's own resources: set through num_cpus/num_gpus/memory
+# Every stage actor may own an engine with processes of its own (vLLM's engine core and workers),
+# which the actor stops in its teardown. By default a Ray worker kills its child processes as it
+# exits, *before* that teardown runs: the engine core and multiprocessing's resource tracker die
+# by SIGKILL, the engine's shared memory is never unlinked, and the orphaned vLLM worker prints
+# resource_tracker KeyError tracebacks. With this off the teardown stops the engine in order;
+# Ray still kills whatever is left in the actor's process group once the actor has exited
+# (per-worker process groups, on by default in Ray 2.60), and a vLLM engine started in an actor
+# also has a watchdog for when the raylet is gone too (engine/ray_session.py: guard_actor_processes).
+ACTOR_ENV = {"RAY_kill_child_processes_on_worker_exit": "false"}
 
 
 @dataclass
@@ -100,8 +109,10 @@ def map_batches_kwargs(pool, placement: Placement | None = None) -> dict:
     validate_pool(pool, placement)
     args = {"compute": ray.data.ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors),
             "num_cpus": pool.num_cpus, "num_gpus": pool.num_gpus or None, "batch_size": pool.batch_size}
+    env = dict(ACTOR_ENV)
     if getattr(pool, "omp_threads", 0):
-        args["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": str(pool.omp_threads)}}
+        env["OMP_NUM_THREADS"] = str(pool.omp_threads)
+    args["runtime_env"] = {"env_vars": env}
     return args | placement_kwargs(placement)
 
 

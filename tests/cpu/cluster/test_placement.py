@@ -9,7 +9,7 @@ import pytest
 from engine.config import ConfigError, from_dict, to_dict
 from pipelines.cmab import CmabJobConfig
 from pipelines.generate import ActorPoolConfig
-from pipelines.placement import (MiB, Placement, map_batches_kwargs, mean_row_bytes, placement_of, plan_image_rows,
+from pipelines.placement import (ACTOR_ENV, MiB, Placement, map_batches_kwargs, mean_row_bytes, placement_of, plan_image_rows,
                                  with_placement)
 
 
@@ -18,10 +18,12 @@ def test_map_batches_kwargs_carry_bounds_resources_and_placement():
     kw = map_batches_kwargs(pool, Placement(accelerator_type="H100", resources={"pool_a": 1}))
     strategy = kw.pop("compute")
     assert (strategy.min_size, strategy.max_size) == (2, 16)
-    assert kw == {"num_cpus": 4, "num_gpus": 1, "batch_size": 64, "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "2"}},
+    assert kw == {"num_cpus": 4, "num_gpus": 1, "batch_size": 64,
+                  "runtime_env": {"env_vars": {**ACTOR_ENV, "OMP_NUM_THREADS": "2"}},
                   "scheduling_strategy": "SPREAD", "resources": {"pool_a": 1}, "accelerator_type": "H100"}
     packed = map_batches_kwargs(ActorPoolConfig(), Placement(spread=False))
     assert packed["scheduling_strategy"] == "DEFAULT" and "resources" not in packed and "accelerator_type" not in packed
+    assert packed["runtime_env"] == {"env_vars": ACTOR_ENV}  # every stage's actors stop their engines before Ray kills their children
     # The current ActorPoolConfig.remote_args() is map_batches_kwargs without the placement keys.
     base = pool.remote_args()
     assert {k: v for k, v in map_batches_kwargs(pool).items() if k != "compute"} == \
