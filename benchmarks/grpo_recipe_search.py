@@ -38,9 +38,9 @@ def demo_config():
 
 def paired(results, a: str, b: str) -> dict:
     """Mean paired difference a - b of per-item pass rates, with its SE (the demo's comparison table's definition)."""
-    from engine.demo.compare import _paired
+    from engine.demo.compare import paired_difference
 
-    d, se, n = _paired(results[results["pass_rate"].notna()], a, b)
+    d, se, n = paired_difference(results[results["pass_rate"].notna()], a, b)
     return {"diff": d, "se": se, "in_se": round(d / se, 2) if se else None, "items": n}
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     from engine.config import load_config, to_dict
     from rl.grpo.config import GrpoJobConfig
     from engine.paths import repo_path
-    from rl.grpo.sources import resolve_data, resolve_model
+    from rl.sources import resolve_data, resolve_model
     from rl.grpo.trl_backend import run_trl_grpo
 
     demo = demo_config()

@@ -18,7 +18,7 @@ def _se(values: pd.Series) -> float | None:
     return round(float(values.std(ddof=1) / math.sqrt(n)), 4) if n > 1 else None
 
 
-def _paired(results: pd.DataFrame, a: str, b: str) -> tuple[float, float | None, int]:
+def paired_difference(results: pd.DataFrame, a: str, b: str) -> tuple[float, float | None, int]:
     """mean and paired SE of (model a - model b) per-item pass rate on the items both evaluated."""
     pa = results[results["model"] == a].set_index("id")["pass_rate"]
     pb = results[results["model"] == b].set_index("id")["pass_rate"]
@@ -57,7 +57,7 @@ def comparison_rows(results: pd.DataFrame, arms: Mapping[str, Mapping[str, Any]]
         runs = [f"{label}-s{s}" for s in seeds]
         accs = [acc(r) for r in runs]
         mean = sum(accs) / len(accs)
-        d_base, se_base, _ = _paired(ok, f"{label}-s{first}", "base")
+        d_base, se_base, _ = paired_difference(ok, f"{label}-s{first}", "base")
         row = {
             "paradigm": paradigm(sets),
             "data": label,
@@ -71,7 +71,7 @@ def comparison_rows(results: pd.DataFrame, arms: Mapping[str, Mapping[str, Any]]
             **{t: round(sum(acc(r, t) for r in runs) / len(runs), 3) for t in tasks},
         }
         if reference in arms and label != reference:
-            d, se, _ = _paired(ok, f"{label}-s{first}", f"{reference}-s{first}")
+            d, se, _ = paired_difference(ok, f"{label}-s{first}", f"{reference}-s{first}")
             row[f"vs_{reference}"] = d
             row[f"vs_{reference}_se"] = se
         table.append(row)
