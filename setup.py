@@ -43,5 +43,5 @@ setup(
         "gpu": ["vllm"],
         "test": ["pytest==9.2.0", "pytest-timeout==2.4.0", "hypothesis==6.170.15"],
     },
-    entry_points={"console_scripts": ["gradus=engine.cli:main"]},
+    entry_points={"console_scripts": ["gradus=pipelines.cli:main"]},
 )

@@ -29,7 +29,7 @@ import platform
 import random
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common import merge_results, per_family
@@ -137,7 +137,7 @@ def main() -> None:
         pism = load_config(PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
         pism.input, pism.output, pism.generation.model_path = str(src), str(Path(tmp) / "pism"), str(model)
         pism.wandb.mode = "disabled"
-        pism_summary = run_pism(pism, model_id=ws.model.model_id)
+        pism_summary = run_pism(replace(pism, model_id=ws.model.model_id))
         scores = pd.read_parquet(Path(pism.output) / "scores.parquet")
         clean_draws = int(sum(r[0] for r in scores["runs"]))  # PISM's ratio-0 draws: already paid for PISM
 
@@ -149,7 +149,7 @@ def main() -> None:
             cfg = copy.deepcopy(base)
             cfg.output, cfg.responses.pism_scores = str(Path(tmp) / f"cmab-{name}"), pism_scores
             t0 = time.time()
-            summary = run_cmab(cfg, model_id=ws.model.model_id)
+            summary = run_cmab(replace(cfg, model_id=ws.model.model_id))
             runs[name] = {"samples_per_s": summary["samples_per_s"], "end_to_end_samples_per_s": round(len(samples) / (time.time() - t0), 3),
                           "generations": summary["generations"], "scored": summary["scored"], "unsolved": summary["unsolved"],
                           "response_sources": summary["response_sources"]}

@@ -10,7 +10,7 @@ Writes benchmarks/results/demo.json with:
 - arms.<label>: the GRPO mechanism (informative_share, adv_abs_mean, zero_signal_share), the training
   reward's rise over noise (train_reward_margin_sd), generations.{scoring, training, total} and
   acc_gain_per_1k_generations; top level detectable_effect and best_arm_vs_base_in_se (the demo
-  summary's fields, defined in engine/demo/measures.py);
+  summary's fields, defined in pipelines/demo/measures.py);
 - spread: the extra seeds' run (same out_dir: scoring, store and selections are reused through the
   demo's ledger, only the new seeds' arms train and get evaluated) and its wall time.
 Run: .venv/bin/python benchmarks/demo.py [--seeds 0 1] [--out outputs/bench/demo]
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from engine.config import load_config
-    from engine.demo import DemoConfig, run_demo
+    from pipelines.demo import DemoConfig, run_demo
     from rl.warmstart import read_record
 
     parser = argparse.ArgumentParser()

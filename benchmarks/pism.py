@@ -9,6 +9,14 @@ Writes benchmarks/results/pism.json with:
 - adaptive_is_minimal: share of samples where the adaptive count equals the minimum any exact
   schedule needs for the outcomes the reference run observed;
 - tokens_per_generation for both runs; machine, model, corpus size and wall times.
+- approx (`--parts approx`): the approximate schedule calibrated against the exact one on the same
+  draws. The reference run's recorded draws are replayed through every schedule (draws are seeded,
+  and an approximate run never needs a draw the exact one did not make): generations_ratio_paper_mix
+  (reference / approx, reweighted as above by the exact bucket), bucket_agreement and
+  lambda_within_one_step (share of samples whose approximate lambda* is at most one ratio from the
+  exact one) for the settings in configs/pism/tiny.yaml, with a sweep over delta and both searches.
+  The Beta prior is cross-fitted: each half of the samples uses the prior fitted on the other half.
+  The approximate schedule is also run on the engine, and must give the replay's records.
 P2 (pipeline efficiency), P3 (batched vs reference client) and the stop-string check are
 benchmarks/pism_throughput.py; both scripts update their own keys in the same file.
 """
@@ -25,6 +33,12 @@ from common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_MIX = {"easy": 0.38, "mid": 0.24, "hard": 0.07, "unsolved": 0.31}
+APPROX_DELTAS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
+
+
+def paper_mix_mean(per_bucket_mean: dict[str, float]) -> float:
+    """Mean generations per sample on the paper's perception bucket shares."""
+    return sum(PAPER_MIX[b] * m for b, m in per_bucket_mean.items())
 
 
 def minimal_generations(rec, cfg) -> int:
@@ -46,10 +60,132 @@ def minimal_generations(rec, cfg) -> int:
     return total
 
 
+def outcomes_of(rec) -> dict[tuple[int, int], bool]:
+    """(ratio index, draw index) -> passed, for every draw a record ran."""
+    return {(d["ratio_index"], d["draw"]): d["passed"] for d in rec.draws}
+
+
+def _lookup(table: dict[tuple[int, int], bool]):
+    def outcome(i: int, k: int) -> bool:
+        if (i, k) not in table:
+            raise RuntimeError(f"replay needs draw {k} of ratio {i}, which the exact run never made")
+        return table[(i, k)]
+    return outcome
+
+
+def _lambda_index(sched, ratios) -> int:
+    return len(ratios) if sched.lambda_star is None else ratios.index(sched.lambda_star)
+
+
+def approx_against_exact(tables: list[dict], cfgs: list, exact_cfg, reference_cfg) -> dict:
+    """Replay the approximate schedule (sample n under cfgs[n]) and the exact ones on the same recorded draws."""
+
+    from engine.pism.schedule import replay
+
+    ratios = exact_cfg.ratios
+    by_bucket = defaultdict(lambda: [0, 0, 0, 0])  # reference, exact adaptive, approx generations, samples
+    agree = within = wrong_ratios = decided_ratios = 0
+    for table, cfg in zip(tables, cfgs):
+        ex, ap, rf = (replay(c, _lookup(table)) for c in (exact_cfg, cfg, reference_cfg))
+        v = by_bucket[ex.bucket or "unsolved"]
+        v[0], v[1], v[2], v[3] = v[0] + rf.generations, v[1] + ex.generations, v[2] + ap.generations, v[3] + 1
+        agree += (ap.bucket, ap.unsolved) == (ex.bucket, ex.unsolved)
+        within += abs(_lambda_index(ap, ratios) - _lambda_index(ex, ratios)) <= 1
+        for i, d in enumerate(ap.decided):  # each approximate decision against the exact one of that ratio
+            if d is not None:
+                decided_ratios += 1
+                wrong_ratios += d != rf.decided[i]
+    n = len(tables)
+    mix = {k: paper_mix_mean({b: v[k] / v[3] for b, v in by_bucket.items()}) for k in range(3)}
+    return {
+        "generations_ratio_paper_mix": round(mix[0] / mix[2], 3),
+        "exact_generations_ratio_paper_mix": round(mix[0] / mix[1], 3),  # the adaptive schedule's, on the same draws
+        "vs_exact_adaptive_paper_mix": round(mix[1] / mix[2], 3),
+        "generations_ratio": round(sum(v[0] for v in by_bucket.values()) / sum(v[2] for v in by_bucket.values()), 3),
+        "bucket_agreement": round(agree / n, 4),
+        "lambda_within_one_step": round(within / n, 4),
+        "ratio_decisions_wrong": round(wrong_ratios / decided_ratios, 4),
+        "per_bucket_mean_generations": {b: {"n": v[3], "exact_adaptive": round(v[1] / v[3], 2), "approx": round(v[2] / v[3], 2)}
+                                        for b, v in sorted(by_bucket.items())},
+    }
+
+
+def approx_calibration(ref_recs, base_cfg) -> dict:
+    """The approximate schedule against the exact one, replayed on the reference run's draws."""
+    from dataclasses import asdict
+
+    from engine.config import from_dict
+    from engine.pism import PismConfig
+    from engine.pism.schedule import fit_prior, replay
+
+    tables = [outcomes_of(r) for r in ref_recs]
+    exact_cfg = from_dict(PismConfig, {**asdict(base_cfg), "schedule": "adaptive"})
+    reference_cfg = from_dict(PismConfig, {**asdict(base_cfg), "schedule": "reference"})
+    halves = [list(range(0, len(tables), 2)), list(range(1, len(tables), 2))]
+
+    def prior_from(indices) -> tuple[float, float]:  # the ratios the exact adaptive walk decided
+        rows = []
+        for n in indices:
+            s = replay(exact_cfg, _lookup(tables[n]))
+            rows += [(s.runs[i], s.successes[i]) for i in range(len(s.runs)) if s.runs[i]]
+        return fit_prior(rows)
+
+    priors = [prior_from(halves[1]), prior_from(halves[0])]  # half h uses the prior fitted on the other half
+    half_of = {n: h for h, idx in enumerate(halves) for n in idx}
+
+    def cfgs_for(**approx) -> list:
+        made = [from_dict(PismConfig, {**asdict(base_cfg), "schedule": "approx",
+                                       "approx": {**asdict(base_cfg.approx), "prior_alpha": a, "prior_beta": b, **approx}})
+                for a, b in priors]
+        return [made[half_of[n]] for n in range(len(tables))]
+
+    settings = asdict(base_cfg.approx)
+    headline = approx_against_exact(tables, cfgs_for(), exact_cfg, reference_cfg)
+    sweep = {search: {str(d): {k: v for k, v in approx_against_exact(tables, cfgs_for(delta=d, search=search), exact_cfg, reference_cfg).items()
+                               if k != "per_bucket_mean_generations"} for d in APPROX_DELTAS}
+             for search in ("linear", "bisect")}
+    return {**headline, "settings": {"delta": settings["delta"], "min_draws": settings["min_draws"], "search": settings["search"],
+                                     "prior_cross_fitted": [[round(a, 3), round(b, 3)] for a, b in priors],
+                                     "prior_fitted_all": [round(x, 3) for x in prior_from(range(len(tables)))]},
+            "sweep": sweep, "samples": len(tables)}
+
+
+def approx_record(runs: dict, gen, ws, model, job) -> dict:
+    """`approx` in pism.json: the calibration replay plus the approximate schedule's own engine run."""
+    from engine import __version__
+    from engine.config import config_hash
+    from engine.pism.schedule import replay
+
+    ref_cfg, ref, ref_s = runs["reference"]
+    approx_cfg, approx, approx_s = runs["approx"]
+    ok = [(r, a) for r, a in zip(ref, approx) if r.error is None and a.error is None]
+    if not ok:
+        raise SystemExit(f"every sample errored, e.g. {ref[0].error}: {ref[0].error_detail}")
+    record = approx_calibration([r for r, _ in ok], ref_cfg)
+    # the engine run under the config's own prior makes the draws, and decisions, the replay predicts
+    same = all((s := replay(approx_cfg, _lookup(outcomes_of(r)))).runs == a.runs and s.lambda_star == a.lambda_star
+               and s.bucket == a.bucket for r, a in ok)
+    record["engine_run"] = {
+        "prior": [approx_cfg.approx.prior_alpha, approx_cfg.approx.prior_beta], "delta": approx_cfg.approx.delta,
+        "generations": sum(a.generations for _, a in ok), "reference_generations": sum(r.generations for r, _ in ok),
+        "wall_s": {"reference": round(ref_s, 1), "approx": round(approx_s, 1)}, "matches_replay": same,
+    }
+    record.update({
+        "errors": len(ref) - len(ok), "backend": gen.backend, "temperature": gen.temperature, "max_new_tokens": gen.max_new_tokens,
+        "pism": {"draws": ref_cfg.draws, "tau": ref_cfg.tau, "ratios": ref_cfg.ratios, "mask_mode": ref_cfg.mask_mode},
+        "model_id": ws.model.model_id, "model_path": str(model), "config_hash": config_hash(job), "gradus_version": __version__,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d"),
+    })
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--per-family", type=int, default=20)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
+    parser.add_argument("--parts", nargs="+", choices=["p1", "approx"], default=["p1", "approx"],
+                        help="p1: reference vs adaptive; approx: the approximate schedule against the exact one (both need the reference run)")
     args = parser.parse_args()
 
     from dataclasses import asdict
@@ -57,7 +193,8 @@ def main() -> None:
     from engine import __version__
     from engine.config import config_hash, from_dict, load_config
     from engine.data.shards import iter_samples
-    from engine.generation.base import GenerationConfig, make_backend
+    from engine.generation.base import GenerationConfig
+    from engine.generation.factory import make_backend
     from engine.pism import PismConfig, score_samples
     from pipelines.pism import PismJobConfig
     from engine.paths import cache_root
@@ -71,7 +208,9 @@ def main() -> None:
     gen = from_dict(GenerationConfig, {**asdict(job.generation), "model_path": str(model)})
     backend = make_backend(gen)
     runs = {}
-    for schedule in ("reference", "adaptive"):
+    for schedule in ("reference", "adaptive", "approx"):
+        if schedule == "adaptive" and "p1" not in args.parts or schedule == "approx" and "approx" not in args.parts:
+            continue
         cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": schedule})
         t0 = time.time()
         recs = score_samples(samples, backend, cfg)
@@ -79,6 +218,10 @@ def main() -> None:
     backend.close()
 
     ref_cfg, ref, ref_s = runs["reference"]
+    if "approx" in args.parts:
+        merge_results(Path(args.out), {"approx": approx_record(runs, gen, ws, model, job)})
+    if "p1" not in args.parts:
+        return
     _, ada, ada_s = runs["adaptive"]
     ok = [(r, a) for r, a in zip(ref, ada) if r.error is None and a.error is None]
     if not ok:
@@ -91,8 +234,8 @@ def main() -> None:
         by_bucket[b][0] += r.generations
         by_bucket[b][1] += a.generations
         by_bucket[b][2] += 1
-    ref_mix = sum(PAPER_MIX[b] * v[0] / v[2] for b, v in by_bucket.items())
-    ada_mix = sum(PAPER_MIX[b] * v[1] / v[2] for b, v in by_bucket.items())
+    ref_mix = paper_mix_mean({b: v[0] / v[2] for b, v in by_bucket.items()})
+    ada_mix = paper_mix_mean({b: v[1] / v[2] for b, v in by_bucket.items()})
     missing = [b for b in PAPER_MIX if b not in by_bucket]
     record = {
         "generations_ratio": round(sum(r.generations for r, _ in ok) / sum(a.generations for _, a in ok), 3),

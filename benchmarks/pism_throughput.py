@@ -27,7 +27,7 @@ import platform
 import tempfile
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from common import merge_results, per_family
@@ -116,12 +116,12 @@ def _pipeline_s(samples, job, gen, ws) -> tuple[float, dict]:
         cfg.input, cfg.output, cfg.generation = str(src), str(Path(tmp) / "out"), gen
         cfg.wandb.mode = "disabled"  # wandb start-up is not scoring; the pipeline test covers the offline run
         t0 = time.time()
-        summary = run_pism(cfg, model_id=ws.model.model_id)
+        summary = run_pism(replace(cfg, model_id=ws.model.model_id))
         return time.time() - t0, summary
 
 
 def _bare_s(samples, job, gen) -> tuple[float, float, list]:
-    from engine.generation.base import make_backend
+    from engine.generation.factory import make_backend
     from engine.pism import score_samples
 
     t0 = time.time()
@@ -173,7 +173,8 @@ def _p2(samples, job, gen, ws) -> dict:
 def _p3(p3_samples, job, gen_dict, stop) -> dict:
     """Engine path vs the seed code's request pattern on one engine; then the stop-string check."""
     from engine.config import from_dict
-    from engine.generation.base import GenerationConfig, make_backend
+    from engine.generation.base import GenerationConfig
+    from engine.generation.factory import make_backend
     from engine.pism import PismConfig, score_samples
 
     record = {}

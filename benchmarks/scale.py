@@ -1,6 +1,6 @@
 """Benchmark P5: how a scoring stage scales with its actor pool on a simulated multi-node cluster.
 
-Cluster (pipelines/simcluster.py): head (1 CPU) + 2 worker nodes (2 CPUs, {"fake_gpu": 2},
+Cluster (tests/support/simcluster.py): head (1 CPU) + 2 worker nodes (2 CPUs, {"fake_gpu": 2},
 accelerator_type:SIM each), all on this machine. The stage is CMAB on the warm tiny model (HF,
 float32, one OpenMP thread per actor), reusing given answers for every row (no generation), so
 each row costs one lean-attention forward. For each pool size N in --counts (default 1, 2, 4):
@@ -90,7 +90,7 @@ def steady_rate(out: Path) -> dict:
 
 
 def run_one(sim, kind: str, n: int, spec: dict, work: Path) -> dict:
-    from pipelines.simcluster import start_driver
+    from tests.support.simcluster import start_driver
 
     out = work / f"{kind}-{n}"
     shutil.rmtree(out, ignore_errors=True)
@@ -181,10 +181,10 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from engine.config import load_config
+    from engine.data.response import format_response
     from engine.data.sample import SAMPLE_SCHEMA
     from engine.data.shards import shard_paths
-    from engine.model.chat import format_response
-    from pipelines.simcluster import NodeSpec, SimulatedCluster
+    from tests.support.simcluster import NodeSpec, SimulatedCluster
     from engine.paths import cache_root
     from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 

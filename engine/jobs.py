@@ -1,29 +1,23 @@
-"""Ray jobs: the one submitter (`submit_job`: token, secret refusal, retries, gradus's working dir),
-and on top of it `gradus submit` / `gradus jobs` for gradus recipes.
+"""Ray jobs: the one submitter (`submit_job`: token, secret refusal, retries, gradus's working dir)
+and a submitted job's status, logs, stop and follow.
 
-A recipe's config is resolved and validated before anything reaches the cluster, and travels in
-the job's runtime_env as YAML (GRADUS_JOB_CONFIG), so a config file outside the uploaded working
-dir works too. The working dir is this checkout minus environments, outputs and VCS data.
-Secrets never go into the runtime_env: env vars whose names look like credentials are refused
-(they belong in the cluster's own environment), and what is printed is the submitted runtime_env.
-The verl launcher (rl/grpo/verl_launch.py) submits main_ppo through the same `submit_job`.
+The working dir is this checkout minus environments, outputs and VCS data. Secrets never go into
+the runtime_env: env vars whose names look like credentials are refused (they belong in the
+cluster's own environment). Every submission goes through `submit_job`: `gradus submit`
+(pipelines/submit.py) and the verl launcher (rl/grpo/verl_launch.py).
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from engine.config import ConfigError, dump_yaml, load_config
+from engine.config import ConfigError
 from engine.paths import REPO_ROOT
 
-CONFIG_ENV = "GRADUS_JOB_CONFIG"
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # data and weights reach a job through storage every node sees, never inside the code package
 EXCLUDES = [".git", ".venv", "outputs", "runs", "wandb", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis",
@@ -63,29 +57,6 @@ def submit_job(command: str, runtime_env: dict[str, Any], *, addr: str | None = 
     client = _client(addr)
     return _with_retry(lambda: client.submit_job(entrypoint=command, runtime_env=runtime_env, submission_id=job_id,
                                                  metadata=metadata))
-
-
-def entrypoint(recipe_name: str, python: str = "python") -> str:
-    return " ".join([shlex.quote(python), "-m", "engine.cli", *recipe_name.split(), "--config", f"env:{CONFIG_ENV}"])
-
-
-def submit(recipe_name: str, config: str | None, overrides: list[str], *, recipes: dict, config_dir: Path,
-           addr: str | None = None, runtime_env_file: str | None = None, job_id: str | None = None,
-           python: str = "python") -> dict[str, Any]:
-    """Resolve and validate a recipe's config (`recipes`: the CLI's table, defaults under `config_dir`),
-    then submit it as a Ray job; returns the job id and what was sent."""
-    if recipe_name not in recipes:
-        raise ConfigError(f"unknown pipeline {recipe_name!r}; one of: {', '.join(sorted(recipes))}")
-    recipe = recipes[recipe_name]
-    cfg = load_config(recipe.config_cls(), config or config_dir / recipe.default_config, overrides)  # validates
-    if hasattr(cfg, "require_paths"):  # what the recipe checks at run time, checked before the cluster sees it
-        cfg.require_paths()
-    extra = yaml.safe_load(Path(runtime_env_file).read_text()) if runtime_env_file else {}
-    env = runtime_env({"WANDB_MODE": "offline", CONFIG_ENV: dump_yaml(cfg)}, extra)
-    command = entrypoint(recipe_name, python)
-    submitted = submit_job(command, env, addr=addr, job_id=job_id, metadata={"gradus_recipe": recipe_name})
-    shown = {**env, "env_vars": {k: ("<resolved config>" if k == CONFIG_ENV else v) for k, v in env["env_vars"].items()}}
-    return {"job_id": submitted, "address": address(addr), "entrypoint": command, "runtime_env": shown}
 
 
 def _with_retry(call, wait_s: float = 120.0):
@@ -146,16 +117,3 @@ def follow(job_id: str, addr: str | None = None, out=sys.stdout) -> int:
     asyncio.run(tail())
     final = status(job_id, addr)["status"]
     return TERMINAL.get(final, 1)
-
-
-def config_from_env(name: str) -> Path:
-    """`--config env:NAME`: the YAML a submitted job carries, written to a private temp file for load_config."""
-    import tempfile
-
-    text = os.environ.get(name)
-    if text is None:
-        raise ConfigError(f"--config env:{name}: environment variable {name} is not set (was this job submitted with gradus submit?)")
-    fd, path = tempfile.mkstemp(prefix="gradus-job-", suffix=".yaml")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return Path(path)

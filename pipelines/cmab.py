@@ -1,9 +1,8 @@
 """Ray Data pipeline: canonical shards -> CMAB actor pool (one HF model on lean attention per actor) -> scores.
 
-Input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once) -> drop
-ids already scored -> map_batches(CmabActor, ActorPoolStrategy(min, max)) ->
-result blocks streamed into parts/ and consolidated (pipelines/resumable.py: a kill -9 at any
-point followed by the same command gives the uninterrupted result) -> `scores.parquet` +
+The scoring driver (pipelines/driver.py: input rows, resume, parts, consolidation; a kill -9 at
+any point followed by the same command gives the uninterrupted result) runs CmabActor on an actor
+pool -> `scores.parquet` +
 `quarantine.parquet` + `summary.json` + plots (rho-bar histograms, layer profiles, heatmaps) +
 `report.html`.
 
@@ -21,17 +20,16 @@ from typing import Literal
 
 import pyarrow as pa
 
-from engine import __version__
 from engine.cmab.config import CmabConfig
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.shards import ShardIndex, index_shards
 from engine.generation.base import GenerationConfig
 from engine.ray_session import init_ray
-from engine.tracking import WandbConfig, log_summary
+from engine.tracking import WandbConfig
+from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
 from pipelines.generate import ActorPoolConfig
-from pipelines.inputs import job_rows
-from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
+from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "mode", "rho_bar", "bucket", "unsolved", "response_source", "response", "generations",
                   "tokens", "layer_profile", "prompt_tokens", "response_tokens", "image_tokens", "image_spans", "error",
@@ -70,6 +68,7 @@ class CmabJobConfig:
     input: str = ""  # canonical parquet shards
     output: str = ""  # output directory: scores.parquet, quarantine.parquet, summary.json, report.html, plots, heatmaps/, parts/
     model_path: str = ""  # the model whose attention is measured (and whose answers were verified)
+    model_id: str = ""  # the model's name in every output's provenance (default: the model path)
     device: str = "auto"  # auto (cuda when the actor has a GPU) | cpu | cuda
     dtype: str = "float32"
     cmab: CmabConfig = field(default_factory=CmabConfig)
@@ -125,22 +124,20 @@ class CmabActor:
 
                 self._backend = HFBackend(gen, model=self.scorer.model, processor=self.scorer.processor)
             else:
-                from engine.generation.base import make_backend
+                from engine.generation.factory import make_backend
 
                 self._backend = make_backend(gen)
         return self._backend
 
     def __call__(self, batch):
-        import pandas as pd
-
         from engine.cmab.solve import solve
         from engine.data.reasons import SampleError
         from engine.data.sample import Sample, validate_sample
 
         rows, todo, to_solve = [], [], []
         for raw in batch.to_dict("records"):
-            row = {c: None for c in OUTPUT_COLUMNS} | {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split"),
-                                                      "mode": self.cfg.cmab.mode, "generations": 0, "tokens": 0}
+            row = SCORER.blank(id=str(raw.get("id")), task=raw.get("task"), split=raw.get("split"), mode=self.cfg.cmab.mode, generations=0,
+                               tokens=0)
             rows.append(row)
             try:
                 sample = validate_sample(Sample.from_row(raw), self.policy, decode=False)
@@ -171,10 +168,13 @@ class CmabActor:
                        image_tokens=rec.image_tokens, image_spans=json.dumps(rec.image_spans), error=rec.error,
                        error_detail=rec.error_detail,
                        attention_rows=json.dumps(rec.attention_rows) if rec.attention_rows is not None else None)
-        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-        for key, value in self.provenance.items():
-            frame[key] = value
-        return frame
+        return SCORER.frame(rows, self.provenance)
+
+
+# CMAB keeps its own actor: its stage is one attention-collecting forward pass per sample on an HF
+# model (lean attention), not batch generation.
+# heatmap rows (attention_rows) become PNGs; scores.parquet stays lean (parts/ keep them for a rerun)
+SCORER = Scorer("cmab", OUTPUT_SCHEMA, CmabActor, metric="cmab", drop=("attention_rows",))
 
 
 def _heatmap_ids(cfg: CmabJobConfig, index: ShardIndex) -> list[str]:
@@ -216,7 +216,7 @@ def _write_report(out: Path, summary: dict, heatmaps: list[Path]) -> Path:
     return write_html_report(out / "report.html", f"CMAB: {out.name}", headline, tables, images, summary)
 
 
-def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
+def run_cmab(cfg: CmabJobConfig) -> dict:
     import ray
 
     from engine.cmab.report import write_layer_profiles, write_rho_histograms
@@ -230,27 +230,15 @@ def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
     chash = config_hash({"model_path": cfg.model_path, "dtype": cfg.dtype, "cmab": to_dict(cfg.cmab),
                          "responses": to_dict(cfg.responses), "generation": to_dict(cfg.generation)})
     images = cfg.images.absolute()
-    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
     responses = responses_from_pism(cfg.responses.pism_scores) if cfg.responses.pism_scores else {}
     index = index_shards(cfg.input).head(cfg.limit)
-    heatmap_ids = _heatmap_ids(cfg, index)
-
-    ds, todo = job_rows(index, output.done_ids(), cfg.rows_per_block)
-    provenance = {"model_id": model_id or cfg.model_path, "config_hash": chash, "seed": cfg.responses.seed, "gradus_version": __version__}
+    prov = provenance(cfg.model_id or cfg.model_path, chash, cfg.responses.seed)
     job = to_dict(cfg) | {"images": to_dict(images)}
-    scored = ds.map_batches(
-        CmabActor,
-        fn_constructor_kwargs={"job": job, "responses": [ray.put(responses)], "provenance": provenance, "heatmap_ids": heatmap_ids},
-        batch_format="pandas",
-        **cfg.actors.remote_args(),
-    )
-    scoring_started = time.time()
-    output.stream(scored, todo, "cmab")
-    scoring_s = time.time() - scoring_started
-
-    # Heatmap rows become PNGs; scores.parquet stays lean (parts/ keep them for a rerun).
-    fixed = {"mode": cfg.cmab.mode, "generations": 0, "tokens": 0, **provenance}
-    frame, bad = output.finish(drop=("attention_rows",), quarantined=[d.record() | fixed for d in index.duplicates])
+    stage = actor_stage(SCORER, {"job": job, "responses": [ray.put(responses)], "provenance": prov, "heatmap_ids": _heatmap_ids(cfg, index)},
+                        cfg.actors.remote_args())
+    fixed = {"mode": cfg.cmab.mode, "generations": 0, "tokens": 0, **prov}
+    run = score(SCORER, out, job_stamp(chash, cfg.input, images), index, stage, cfg.rows_per_block, fixed)
+    frame, bad, todo = run.frame, run.bad, run.todo
     heatmaps = _write_heatmaps(frame[~bad], out)
     ok = frame[frame["error"].isna()]
     scored_ok = ok[ok["rho_bar"].notna()]
@@ -258,8 +246,7 @@ def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
         "rows": int(len(frame)),
         "scored": int(len(scored_ok)),
         "unsolved": int(ok["unsolved"].fillna(False).astype(bool).sum()),
-        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
-        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        **problem_counts(frame, bad),
         "buckets": ok["bucket"].fillna("unsolved").value_counts().to_dict(),
         "per_task_buckets": {t: g["bucket"].fillna("unsolved").value_counts().to_dict() for t, g in ok.groupby("task")},
         "rho_bar_per_task": {t: {"rho_bar_mean": round(float(g["rho_bar"].mean()), 4), "rho_bar_median": round(float(g["rho_bar"].median()), 4)}
@@ -267,15 +254,13 @@ def run_cmab(cfg: CmabJobConfig, model_id: str = "") -> dict:
         "response_sources": ok["response_source"].value_counts().to_dict(),
         "generations": int(frame["generations"].fillna(0).sum()),
         "mode": cfg.cmab.mode,
-        **provenance,
-        "samples_per_s": round(todo / scoring_s, 3) if todo and scoring_s > 0 else None,  # this run's rows only (a resume scores fewer)
+        **prov,
+        "samples_per_s": round(todo / run.scoring_s, 3) if todo and run.scoring_s > 0 else None,  # this run's rows only (a resume scores fewer)
         "wall_s": round(time.time() - started, 1),
     }
     title = f"({cfg.cmab.mode} mode)"
     summary["plots"] = [str(write_rho_histograms(frame, cfg.cmab.buckets, out / "rho_hist.png", title)),
                         str(write_layer_profiles(frame, out / "layer_profile.png", title))]
     summary["heatmaps"] = [str(p) for p in heatmaps]
-    summary["wandb_run"] = log_summary(cfg.wandb, out, "score-cmab", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
-    summary["report"] = str(_write_report(out, summary, heatmaps))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return publish_summary(out, summary, wandb=cfg.wandb, job="score-cmab", config=to_dict(cfg),
+                           report=lambda folder, s: _write_report(folder, s, heatmaps))

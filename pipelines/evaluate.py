@@ -3,12 +3,12 @@
 For every model in `models` (e.g. `{before: <folder>, after: <folder>}`), in order:
 input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once; a
 repeated id's later copies are `duplicate_id` rows) -> the job's items (all, or a stable
-`limit`-sized subset) -> drop ids this model already has -> map_batches(EvalActor,
-ActorPoolStrategy(min, max)) -> n seeded draws per item on the model's engine (vLLM or HF, one
-GenerationConfig for all models) -> every draw judged by the item's own verifier
-(engine/generation/verified.py) -> per-item rows streamed into `<output>/<label>/parts/` and
-consolidated (pipelines/resumable.py, unchanged: a killed job rerun with the same command resumes
-per model) -> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
+`limit`-sized subset) -> the scoring driver (pipelines/driver.py: drop ids this model already
+has) -> n seeded draws per item on the model's engine (one GenerationConfig for all models; vLLM:
+plain batch generation on ray.data.llm, pipelines/llm_batch.py; HF: an EvalActor pool) -> every
+draw judged by the item's own verifier (engine/generation/verified.py) -> per-item rows streamed
+into `<output>/<label>/parts/` and consolidated (pipelines/resumable.py: a killed job rerun with
+the same command resumes per model) -> `<label>/scores.parquet` + `<label>/quarantine.parquet`. Then, for the whole job:
 `summary.json` (accuracy, pass@k per task and overall per model, deltas against the baseline),
 `results.parquet` (every model's rows, `model` column), plots, `report.html`, a wandb run.
 
@@ -32,6 +32,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -43,10 +44,10 @@ from engine.data.images import ImagePolicy
 from engine.data.shards import ShardIndex, index_shards
 from engine.generation.base import GenerationConfig
 from engine.ray_session import init_ray
-from engine.tracking import WandbConfig, log_summary
+from engine.tracking import WandbConfig
+from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
 from pipelines.generate import ActorPoolConfig
-from pipelines.inputs import job_rows
-from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
+from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "model", "n", "c", "pass_rate", "draws_passed", "draws_score", "draws_tokens", "draws_extracted",
                   "outputs", "tokens", "truncated", "error", "error_detail"]
@@ -144,33 +145,64 @@ class EvalActor:
     """One engine (one model) per actor for the whole job; a batch becomes one row per item."""
 
     def __init__(self, generation: dict, n: int, seed: int, label: str, provenance: dict, images: dict | None = None):
-        from engine.generation.base import make_backend
+        from engine.generation.factory import make_backend
 
         self.backend = make_backend(from_dict(GenerationConfig, generation))
         self.n, self.seed, self.label, self.provenance = n, seed, label, provenance
         self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
-        import pandas as pd
-
-        good, bad = load_items(batch, self.policy)
-        rows = []
-        for stub, reason, detail in bad:
-            rows.append({c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": reason, "error_detail": detail})
         from engine.generation.verified import sample_and_verify
 
-        for (stub, _, _), d in zip(good, sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, self.n, self.seed)):
-            row = {c: None for c in OUTPUT_COLUMNS} | stub | {"model": self.label, "error": d.error, "error_detail": d.error_detail}
-            if d.texts:
-                c = sum(d.passed)
-                row.update(n=len(d.passed), c=c, pass_rate=c / len(d.passed), draws_passed=d.passed, draws_score=d.scores,
-                           draws_tokens=d.tokens, draws_extracted=d.extracted, outputs=d.texts, tokens=sum(d.tokens),
-                           truncated=sum(f == "length" for f in d.finish))
-            rows.append(row)
-        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-        for key, value in self.provenance.items():
-            frame[key] = value
-        return frame
+        good, bad = load_items(batch, self.policy)
+        draws = sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, self.n, self.seed)
+        rows = [_error_row(stub, self.label, code, detail) for stub, code, detail in bad]
+        rows += [_item_row(stub, self.label, d) for (stub, _, _), d in zip(good, draws)]
+        return SCORER.frame(rows, self.provenance)
+
+
+def error_frame(failed: Sequence[tuple[dict, str, str]], label: str, provenance: dict):
+    """Rows of items that could not be drawn on, from (row stub, reason code, detail)."""
+    return SCORER.frame([_error_row(stub, label, code, detail) for stub, code, detail in failed], provenance)
+
+
+def item_frame(items: Sequence[tuple[dict, object]], label: str, provenance: dict):
+    """Rows of items drawn on, from (row stub, `Verified` draws)."""
+    return SCORER.frame([_item_row(stub, label, d) for stub, d in items], provenance)
+
+
+def _error_row(stub: dict, label: str, code: str, detail: str) -> dict:
+    return SCORER.blank(**stub, model=label, error=code, error_detail=detail)
+
+
+def _item_row(stub: dict, label: str, d) -> dict:
+    row = SCORER.blank(**stub, model=label, error=d.error, error_detail=d.error_detail)
+    if d.texts:
+        c = sum(d.passed)
+        row.update(n=len(d.passed), c=c, pass_rate=c / len(d.passed), draws_passed=d.passed, draws_score=d.scores, draws_tokens=d.tokens,
+                   draws_extracted=d.extracted, outputs=d.texts, tokens=sum(d.tokens), truncated=sum(f == "length" for f in d.finish))
+    return row
+
+
+SCORER = Scorer("eval", OUTPUT_SCHEMA, EvalActor, metric="pass_rate")
+
+
+def _stage(cfg: EvalJobConfig, label: str, path: str, prov: dict, images: dict):
+    """The vLLM backend's draws are plain batch generation: ray.data.llm (pipelines/llm_batch.py);
+    the HF backend keeps the actor (one HF model per actor)."""
+    gen = from_dict(GenerationConfig, {**to_dict(cfg.generation), "model_path": path})
+    if gen.backend != "vllm":
+        return actor_stage(SCORER, {"generation": to_dict(gen), "n": cfg.n, "seed": cfg.seed, "label": label, "provenance": prov,
+                                    "images": images}, cfg.actors.remote_args())
+
+    def run(ds):
+        from pipelines import llm_batch
+
+        yield from llm_batch.error_frames(ds, images, partial(error_frame, label=label, provenance=prov))
+        draws = llm_batch.draw_frames(ds, gen, cfg.actors, images, cfg.n, cfg.seed, per_draw_seeds=True)
+        yield from llm_batch.grouped_items(draws, cfg.n, llm_batch.StopRule.of(gen), partial(item_frame, label=label, provenance=prov))
+
+    return run
 
 
 # ----- summary -----
@@ -201,8 +233,7 @@ def model_summary(frame, bad, ks: Sequence[int]) -> dict:
         "accuracy": overall["accuracy"],
         "pass_at_k": overall["pass_at_k"],
         "per_task": {t: pass_at_k_table(g, ks) for t, g in ok.groupby("task")},
-        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
-        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        **problem_counts(frame, bad),
         "draws": int(ok["n"].sum()),
         "tokens": int(ok["tokens"].sum()),
         "truncated_draws": int(ok["truncated"].sum()),
@@ -368,23 +399,12 @@ def run_eval(cfg: EvalJobConfig) -> dict:
     frames, models = {}, {}
     for label, path in cfg.models.items():
         model_started = time.time()
-        chash = _model_hash(cfg, path)
-        output = ResumableOutput(out / label, _stamp(cfg, path), OUTPUT_SCHEMA)
-        ds, todo = job_rows(items, output.done_ids(), cfg.rows_per_block)
-        provenance = {"model_id": path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
-        if todo:
-            gen = {**to_dict(cfg.generation), "model_path": path}
-            rows = ds.map_batches(EvalActor, fn_constructor_kwargs={"generation": gen, "n": cfg.n, "seed": cfg.seed, "label": label,
-                                                                     "provenance": provenance, "images": to_dict(images)},
-                                  batch_format="pandas", **cfg.actors.remote_args())
-            output.stream(rows, todo, f"eval {label}")
-        duplicates = [d.record() | {"model": label, **provenance} for d in items.duplicates]
-        frame, bad = output.finish(quarantined=duplicates)
-        if cfg.limit:  # a smaller limit on a rerun reports only its own subset
-            keep = frame["id"].isin(set(items.ids))
-            frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
-        frames[label] = frame[~bad]
-        models[label] = {"model_path": path, **model_summary(frame, bad, cfg.k), **provenance,
+        prov = provenance(path, _model_hash(cfg, path), cfg.seed)
+        stage = _stage(cfg, label, path, prov, to_dict(images))
+        run = score(SCORER, out / label, _stamp(cfg, path), items, stage, cfg.rows_per_block, {"model": label, **prov}, subset=bool(cfg.limit),
+                    desc=f"eval {label}")
+        frames[label] = run.frame[~run.bad]
+        models[label] = {"model_path": path, **model_summary(run.frame, run.bad, cfg.k), **prov,
                          "wall_s": round(time.time() - model_started, 1)}
     pd.concat([f.assign(model=label) for label, f in frames.items()], ignore_index=True).to_parquet(out / "results.parquet", index=False)
     summary = {
@@ -403,7 +423,5 @@ def run_eval(cfg: EvalJobConfig) -> dict:
         "wall_s": round(time.time() - started, 1),
     }
     summary["plots"] = [str(p) for p in write_plots(summary, out)]
-    summary["wandb_run"] = log_summary(cfg.wandb, out, "eval", to_dict(cfg), _wandb_numbers(summary), [Path(p) for p in summary["plots"]])
-    summary["report"] = str(_write_report(out, summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return publish_summary(out, summary, wandb=cfg.wandb, job="eval", config=to_dict(cfg), numbers=_wandb_numbers(summary),
+                           report=_write_report)

@@ -1,7 +1,8 @@
-"""Ray Data pipeline: canonical shards -> generation actor pool (vLLM or HF) -> verified outputs.
+"""Ray Data pipeline: canonical shards -> one completion per row (vLLM or HF) -> verified outputs.
 
-Each actor holds one engine for the whole job (engine start-up costs tens of seconds) and gets
-whole batches, so vLLM batches continuously across samples. Bad rows are recorded as errors
+On the vLLM backend this is plain batch generation on ray.data.llm (pipelines/llm_batch.py); on
+the HF backend an actor pool, each actor holding one model for the whole job and getting whole
+batches. The results stream into `<output>/part-*.parquet`, each file written whole. Bad rows are recorded as errors
 with reason codes, never as wrong answers, and never stop the job. Input rows are read as every
 pipeline reads them (pipelines/inputs.py: no converter's quarantine/, each id once; a repeated id's
 later copies are `duplicate_id` rows in `<output>/duplicate_ids.parquet`); every output file has
@@ -10,7 +11,9 @@ one fixed schema.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +26,9 @@ from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample, validate_sample
 from engine.data.shards import index_shards
-from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from engine.generation.base import GenerationConfig, GenerationRequest
+from engine.generation.factory import make_backend
+from engine.publish import publish_file
 from pipelines.inputs import read_rows
 from pipelines.resumable import output_schema, typed_table
 
@@ -72,6 +77,7 @@ class GenerateJobConfig:
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     seed: int = 0
+    model_id: str = ""  # the model's name in every output's provenance (default: the model path)
 
     def require_paths(self) -> None:
         # Checked at run time, not load time: the default file cannot know the user's paths.
@@ -90,13 +96,11 @@ class GenerateActor:
         self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
-        import pandas as pd
-
         from engine.generation.verified import generate_and_verify
 
         rows, requests, targets = [], [], []
         for raw in batch.to_dict("records"):
-            row = {c: None for c in OUTPUT_COLUMNS} | {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split")}
+            row = _blank(id=str(raw.get("id")), task=raw.get("task"), split=raw.get("split"))
             try:
                 # the structure every stage checks (an unknown verifier among it); images decoded once, here
                 sample = validate_sample(Sample.from_row(raw), self.policy, decode=False)
@@ -111,18 +115,61 @@ class GenerateActor:
         # one engine call for the batch: if it fails, the batch's rows are engine errors, not wrong answers
         verified = generate_and_verify([s for _, s in targets], requests, self.backend)
         for (row, _), v in zip(targets, verified):
-            row.update(error=v.error, error_detail=v.error_detail)
-            if not v.generations:  # the engine failed
-                continue
-            gen, result = v.generations[0], v.verdicts[0]
-            # verify_reason: why the answer could not be judged ("" when it was)
-            row.update(output=gen.text, num_tokens=gen.num_tokens, finish_reason=gen.finish_reason, verify_reason=result.reason)
-            if not v.error:  # a verifier_error row gets no verdict: an error, not a wrong answer
-                row.update(extracted=result.extracted, score=result.score, passed=result.passed)
-        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-        for key, value in self.provenance.items():
-            frame[key] = value
-        return frame
+            _fill(row, v)
+        return _frame(rows, self.provenance)
+
+
+def _blank(**values) -> dict:
+    return {c: None for c in OUTPUT_COLUMNS} | values
+
+
+def _fill(row: dict, v) -> dict:
+    """A row's result columns from its one verified completion (`Verified`)."""
+    row.update(error=v.error, error_detail=v.error_detail)
+    if not v.generations:  # the engine failed
+        return row
+    gen, result = v.generations[0], v.verdicts[0]
+    # verify_reason: why the answer could not be judged ("" when it was)
+    row.update(output=gen.text, num_tokens=gen.num_tokens, finish_reason=gen.finish_reason, verify_reason=result.reason)
+    if not v.error:  # a verifier_error row gets no verdict: an error, not a wrong answer
+        row.update(extracted=result.extracted, score=result.score, passed=result.passed)
+    return row
+
+
+def _frame(rows: list[dict], provenance: dict):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+    for key, value in provenance.items():
+        frame[key] = value
+    return frame
+
+
+def error_frame(failed, provenance: dict):
+    """Rows that could not be prompted, from (row stub, reason code, detail)."""
+    return _frame([_blank(**stub, error=code, error_detail=detail) for stub, code, detail in failed], provenance)
+
+
+def item_frame(items, provenance: dict):
+    """Rows generated on, from (row stub, `Verified`)."""
+    return _frame([_fill(_blank(**stub), v) for stub, v in items], provenance)
+
+
+def _result_frames(cfg: "GenerateJobConfig", ds, provenance: dict, chash: str):
+    """Result frames for the rows of `ds`: ray.data.llm on the vLLM backend (plain batch generation,
+    pipelines/llm_batch.py), the actor pool on the HF backend."""
+    images = to_dict(cfg.images.absolute())
+    if cfg.generation.backend == "vllm":
+        from pipelines import llm_batch
+
+        yield from llm_batch.error_frames(ds, images, partial(error_frame, provenance=provenance))
+        draws = llm_batch.draw_frames(ds, cfg.generation, cfg.actors, images, 1, cfg.seed, per_draw_seeds=False)
+        yield from llm_batch.grouped_items(draws, 1, llm_batch.StopRule.of(cfg.generation), partial(item_frame, provenance=provenance))
+        return
+    results = ds.map_batches(GenerateActor, fn_constructor_kwargs={"generation": to_dict(cfg.generation), "seed": cfg.seed,
+                                                                   "model_id": provenance["model_id"], "config_hash": chash, "images": images},
+                             batch_format="pandas", **cfg.actors.remote_args())
+    yield from results.iter_batches(batch_format="pandas", batch_size=None)
 
 
 def _write_duplicates(index, out: Path, provenance: dict) -> None:
@@ -138,24 +185,20 @@ def _read_results(out: Path):
     return pa.concat_tables([OUTPUT_SCHEMA.empty_table(), *tables]).to_pandas()
 
 
-def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
+def run_generate(cfg: GenerateJobConfig) -> dict:
     """Run the pipeline; returns a summary (rows, accuracy per task, errors, wall time)."""
     cfg.require_paths()
     started = time.time()
     init_ray()
     index = index_shards(cfg.input).head(cfg.limit)
-    model_id, chash = model_id or cfg.generation.model_path, config_hash(cfg)
-    results = read_rows(index).map_batches(
-        GenerateActor,
-        fn_constructor_kwargs={"generation": to_dict(cfg.generation), "seed": cfg.seed, "model_id": model_id, "config_hash": chash,
-                               "images": to_dict(cfg.images.absolute())},
-        batch_format="pandas",
-        **cfg.actors.remote_args(),
-    )
+    model_id, chash = cfg.model_id or cfg.generation.model_path, config_hash(cfg)
+    prov = {"model_id": model_id, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    results.map_batches(typed_table, fn_kwargs={"schema": OUTPUT_SCHEMA}, batch_format="pandas").write_parquet(str(out))
-    _write_duplicates(index, out, {"model_id": model_id, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__})
+    for frame in _result_frames(cfg, read_rows(index), prov, chash):
+        if len(frame):  # an empty input yields an empty block, without the result columns
+            publish_file(out / f"part-{uuid.uuid4().hex}.parquet", lambda tmp, f=frame: pq.write_table(typed_table(f, OUTPUT_SCHEMA), tmp))
+    _write_duplicates(index, out, prov)
     frame = _read_results(out)
     ok = frame[frame["error"].isna()]
     summary = {
@@ -165,7 +208,7 @@ def run_generate(cfg: GenerateJobConfig, model_id: str = "") -> dict:
         "per_task": {t: float(g["passed"].mean()) for t, g in ok.groupby("task")},
         "tokens_generated": int(ok["num_tokens"].sum()) if len(ok) else 0,
         "backend": cfg.generation.backend,
-        "model_id": model_id or cfg.generation.model_path,
+        "model_id": model_id,
         "config_hash": config_hash(cfg),
         "gradus_version": __version__,
         "wall_s": round(time.time() - started, 1),

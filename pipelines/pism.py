@@ -1,10 +1,10 @@
 """Ray Data pipeline: canonical shards -> PISM actor pool (vLLM or HF engine per actor) -> scores.
 
-Input rows (pipelines/inputs.py: the shards without a converter's quarantine/, each id once) -> drop
-ids already scored -> map_batches(PismActor, ActorPoolStrategy(min, max)) ->
-result blocks streamed into parts/ and consolidated (pipelines/resumable.py: a kill -9 at any
-point followed by the same command gives the uninterrupted result) -> `scores.parquet` (one row
-per id) + `quarantine.parquet` + `summary.json` + plots + `report.html`.
+The scoring driver (pipelines/driver.py: input rows, resume, parts, consolidation) runs PismActor
+on an actor pool -> `scores.parquet` (one row per id) + `quarantine.parquet` + `summary.json` +
+plots + `report.html`. PISM keeps its own actor rather than a ray.data.llm processor: its schedule
+picks every sample's next draw (mask ratio, count) from the verdicts of the previous ones, which a
+one-pass batch processor cannot do.
 """
 from __future__ import annotations
 
@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.reasons import SampleError
 from engine.data.sample import Sample, validate_sample
 from engine.data.shards import index_shards
-from engine.generation.base import GenerationConfig, make_backend
+from engine.generation.base import GenerationConfig
+from engine.generation.factory import make_backend
 from engine.pism import PismConfig, score_samples
 from engine.ray_session import init_ray
-from engine.tracking import WandbConfig, log_summary
+from engine.tracking import WandbConfig
+from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
 from pipelines.generate import ActorPoolConfig
-from pipelines.inputs import job_rows
-from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
+from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
                   "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
@@ -48,6 +48,7 @@ class PismJobConfig:
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
+    model_id: str = ""  # the model's name in every output's provenance (default: the model path)
 
     def require_paths(self) -> None:
         if not self.input or not self.output:
@@ -64,12 +65,10 @@ class PismActor:
         self.policy = from_dict(ImagePolicy, images or {})
 
     def __call__(self, batch):
-        import pandas as pd
-
         rows, samples, slots = [], [], []
         for raw in batch.to_dict("records"):
-            row = {c: None for c in OUTPUT_COLUMNS} | {"id": str(raw.get("id")), "task": raw.get("task"), "split": raw.get("split"),
-                                                      "mask_mode": self.cfg.mask_mode, "schedule": self.cfg.schedule}
+            row = SCORER.blank(id=str(raw.get("id")), task=raw.get("task"), split=raw.get("split"), mask_mode=self.cfg.mask_mode,
+                               schedule=self.cfg.schedule)
             try:
                 # structure only; images are decoded once by the scorer (errors land there with their reason)
                 samples.append(validate_sample(Sample.from_row(raw), self.policy, decode=False))
@@ -81,10 +80,10 @@ class PismActor:
             row.update(successes=rec.successes, runs=rec.runs, lambda_star=rec.lambda_star, bucket=rec.bucket, unsolved=rec.unsolved,
                        generations=rec.generations, tokens=rec.tokens, error=rec.error, error_detail=rec.error_detail,
                        draws_json=json.dumps(rec.draws), clean_response=rec.clean_response)
-        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-        for key, value in self.provenance.items():
-            frame[key] = value
-        return frame
+        return SCORER.frame(rows, self.provenance)
+
+
+SCORER = Scorer("pism", OUTPUT_SCHEMA, PismActor, metric="pism")
 
 
 def _write_report(out: Path, summary: dict) -> Path:
@@ -100,7 +99,7 @@ def _write_report(out: Path, summary: dict) -> Path:
     return write_html_report(out / "report.html", f"PISM: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
 
 
-def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
+def run_pism(cfg: PismJobConfig) -> dict:
     cfg.require_paths()
     started = time.time()
     init_ray()
@@ -109,34 +108,25 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     # model and settings give the same hash in every output directory.
     chash = config_hash({"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation)})
     images = cfg.images.absolute()
-    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
     index = index_shards(cfg.input).head(cfg.limit)
-    # Streaming (not all-to-all) split into small blocks: each is scored and persisted on its own.
-    ds, todo = job_rows(index, output.done_ids(), cfg.rows_per_block)
-    provenance = {"model_id": model_id or cfg.generation.model_path, "config_hash": chash, "seed": cfg.pism.seed, "gradus_version": __version__}
-    scored = ds.map_batches(
-        PismActor,
-        fn_constructor_kwargs={"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": provenance,
-                               "images": to_dict(images)},
-        batch_format="pandas",
-        **cfg.actors.remote_args(),
-    )
-    output.stream(scored, todo, "pism")
-    fixed = {"mask_mode": cfg.pism.mask_mode, "schedule": cfg.pism.schedule, **provenance}
-    frame, bad = output.finish(quarantined=[d.record() | fixed for d in index.duplicates])
+    prov = provenance(cfg.model_id or cfg.generation.model_path, chash, cfg.pism.seed)
+    stage = actor_stage(SCORER, {"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": prov,
+                                 "images": to_dict(images)}, cfg.actors.remote_args())
+    fixed = {"mask_mode": cfg.pism.mask_mode, "schedule": cfg.pism.schedule, **prov}
+    run = score(SCORER, out, job_stamp(chash, cfg.input, images), index, stage, cfg.rows_per_block, fixed)
+    frame, bad = run.frame, run.bad
     ok = frame[frame["error"].isna()]
     summary = {
         "rows": int(len(frame)),
         "scored": int(len(ok)),
-        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
-        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        **problem_counts(frame, bad),
         "buckets": ok["bucket"].fillna("unsolved").value_counts().to_dict(),
         "per_task_buckets": {t: g["bucket"].fillna("unsolved").value_counts().to_dict() for t, g in ok.groupby("task")},
         "generations": int(ok["generations"].sum()) if len(ok) else 0,
         "tokens": int(ok["tokens"].sum()) if len(ok) else 0,
         "schedule": cfg.pism.schedule,
         "mask_mode": cfg.pism.mask_mode,
-        **provenance,
+        **prov,
         "wall_s": round(time.time() - started, 1),
     }
     from engine.pism.report import survival, write_plots
@@ -144,7 +134,4 @@ def run_pism(cfg: PismJobConfig, model_id: str = "") -> dict:
     shares = survival(list(ok["lambda_star"]), cfg.pism.ratios)
     summary["survival"] = dict(zip((f"{r:g}" for r in cfg.pism.ratios), (round(v, 4) for v in shares)))
     summary["plots"] = [str(p) for p in write_plots(frame, cfg.pism.ratios, out, f"({cfg.pism.mask_mode}, {cfg.pism.schedule})")]
-    summary["wandb_run"] = log_summary(cfg.wandb, out, "score-pism", to_dict(cfg), summary, [Path(p) for p in summary["plots"]])
-    summary["report"] = str(_write_report(out, summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return publish_summary(out, summary, wandb=cfg.wandb, job="score-pism", config=to_dict(cfg), report=_write_report)

@@ -1,10 +1,10 @@
 """Rejection-sampling SFT data on Ray Data: n sampled responses per training item, keep the verified ones.
 
-read_parquet -> the job's items (all, or a stable `limit`-sized subset) -> drop ids already done
--> map_batches(RejectionActor, ActorPoolStrategy(min, max)) -> n seeded draws per item on the
-model's engine (vLLM or HF; the draw/verify code evaluation uses, engine/generation/verified.py)
--> every draw judged by the item's own verifier -> per-item rows streamed into `parts/` and consolidated
-(pipelines/resumable.py: a killed job rerun with the same command resumes) -> `scores.parquet`
+The job's items (all, or a stable `limit`-sized subset) -> the scoring driver (pipelines/driver.py:
+drop ids already done, stream parts, consolidate; a killed job rerun with the same command resumes)
+running RejectionActor on an actor pool -> n seeded draws per item on the model's engine (vLLM or
+HF; the draw/verify code evaluation uses, engine/generation/verified.py) -> every draw judged by
+the item's own verifier -> `scores.parquet`
 (one row per item: n, c, kept responses, filter counts) + `quarantine.parquet`, then
 `shards/` (canonical SFT shards, one sample per kept response) + `summary.json` + yield plot +
 `report.html` + a wandb run.
@@ -29,7 +29,6 @@ stands in for it.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +36,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from engine import __version__
 from engine.config import ConfigError, config_hash, from_dict, to_dict
 from engine.data.images import ImagePolicy
 from engine.data.shards import ShardIndex
 from engine.generation.base import GenerationConfig
 from engine.publish import publish_dir
 from engine.ray_session import init_ray
-from engine.tracking import WandbConfig, log_summary
+from engine.tracking import WandbConfig
+from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
 from pipelines.evaluate import check_draws, load_items, ranked_items
 from pipelines.generate import ActorPoolConfig
-from pipelines.inputs import job_rows, read_shard_rows
-from pipelines.resumable import ResumableOutput, job_stamp, output_schema, problem_rows
+from pipelines.inputs import read_shard_rows
+from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "n", "c", "kept", "kept_draws", "draws_passed", "tokens", "duplicates", "truncated",
                   "over_limit", "untrainable", "error", "error_detail"]
@@ -63,6 +62,7 @@ class RejectionSampleConfig:
     input: str = ""  # canonical parquet shards to sample on (e.g. <corpus>/train)
     output: str = ""  # job directory: scores.parquet, quarantine.parquet, shards/, summary.json, yield_per_task.png, report.html, parts/
     model_path: str = ""  # the model that samples (local HF folder)
+    model_id: str = ""  # the model's name in every output's provenance (default: the model path)
     n: int = 8  # sampled responses per item
     seed: int = 0  # draw d of item i is seeded draw_seed(seed, i, 0.0, d) (as in eval and PISM's unmasked draws)
     keep_per_item: int = 0  # at most this many distinct verified responses per item (0: every distinct one)
@@ -112,7 +112,7 @@ class RejectionActor:
     """One engine per actor; a batch becomes one row per item with its kept responses."""
 
     def __init__(self, job: dict, provenance: dict):
-        from engine.generation.base import make_backend
+        from engine.generation.factory import make_backend
 
         self.cfg = from_dict(RejectionSampleConfig, job)
         self.backend = make_backend(from_dict(GenerationConfig, {**to_dict(self.cfg.generation), "model_path": self.cfg.model_path}))
@@ -137,16 +137,14 @@ class RejectionActor:
         return True
 
     def __call__(self, batch):
-        import pandas as pd
-
         from engine.generation.verified import sample_and_verify
 
         cfg = self.cfg
         good, bad = load_items(batch, self.policy)
-        rows = [{c: None for c in OUTPUT_COLUMNS} | stub | {"error": reason, "error_detail": detail} for stub, reason, detail in bad]
+        rows = [SCORER.blank(**stub, error=reason, error_detail=detail) for stub, reason, detail in bad]
         draws = sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, cfg.n, cfg.seed)
         for (stub, sample, _), d in zip(good, draws):
-            row = {c: None for c in OUTPUT_COLUMNS} | stub | {"error": d.error, "error_detail": d.error_detail}
+            row = SCORER.blank(**stub, error=d.error, error_detail=d.error_detail)
             rows.append(row)
             if d.error:
                 continue
@@ -168,10 +166,12 @@ class RejectionActor:
                     kept_draws.append(draw)
                 seen.add(text)
             row.update(n=len(d.passed), c=sum(d.passed), kept=kept, kept_draws=kept_draws, draws_passed=d.passed, tokens=sum(d.tokens), **counts)
-        frame = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
-        for key, value in self.provenance.items():
-            frame[key] = value
-        return frame
+        return SCORER.frame(rows, self.provenance)
+
+
+# The draws are evaluation's (seeded, verified); what is kept also needs rl/sft's collator on the
+# sample, so rejection sampling keeps its actor on every backend (docs/evaluation.md).
+SCORER = Scorer("rejection-sample", OUTPUT_SCHEMA, RejectionActor)
 
 
 def _write_shards(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str, list[tuple[int, str]]], provenance: dict,
@@ -253,7 +253,7 @@ def _write_report(out: Path, summary: dict) -> Path:
     return write_html_report(out / "report.html", f"Rejection sampling: {out.name}", headline, tables, [Path(p) for p in summary["plots"]], summary)
 
 
-def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict:
+def run_rejection_sample(cfg: RejectionSampleConfig) -> dict:
     cfg.validate()
     cfg.require_paths()
     started = time.time()
@@ -264,21 +264,14 @@ def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict
     chash = config_hash({"model_path": cfg.model_path, "generation": gen, "n": cfg.n, "seed": cfg.seed, "keep_per_item": cfg.keep_per_item,
                          "keep_truncated": cfg.keep_truncated, "check_collator": cfg.check_collator})
     images = cfg.images.absolute()
-    output = ResumableOutput(out, job_stamp(chash, cfg.input, images), OUTPUT_SCHEMA)
     items = ranked_items(cfg.input, cfg.limit)
-    ds, todo = job_rows(items, output.done_ids(), cfg.rows_per_block)
-    provenance = {"model_id": model_id or cfg.model_path, "config_hash": chash, "seed": cfg.seed, "gradus_version": __version__}
-    if todo:
-        rows = ds.map_batches(RejectionActor, fn_constructor_kwargs={"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": provenance},
-                              batch_format="pandas", **cfg.actors.remote_args())
-        output.stream(rows, todo, "rejection-sample")
-    frame, bad = output.finish(quarantined=[d.record() | provenance for d in items.duplicates])
-    if cfg.limit:  # a smaller limit on a rerun reports only its own subset
-        keep = frame["id"].isin(set(items.ids))
-        frame, bad = frame[keep].reset_index(drop=True), bad[keep].reset_index(drop=True)
+    prov = provenance(cfg.model_id or cfg.model_path, chash, cfg.seed)
+    stage = actor_stage(SCORER, {"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": prov}, cfg.actors.remote_args())
+    run = score(SCORER, out, job_stamp(chash, cfg.input, images), items, stage, cfg.rows_per_block, prov, subset=bool(cfg.limit))
+    frame, bad = run.frame, run.bad
     ok = frame[~bad & frame["error"].isna() & frame["n"].notna()]
     kept = {r.id: list(zip((int(d) for d in r.kept_draws), r.kept)) for r in ok.itertuples() if len(r.kept)}
-    shards, written = _write_shards(cfg, items, kept, provenance, out)
+    shards, written = _write_shards(cfg, items, kept, prov, out)
     n_kept = ok["kept"].map(len)
     per_task = {}
     for task, g in ok.groupby("task"):
@@ -297,8 +290,7 @@ def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict
         "dropped_ids": none_correct[:50],  # the first 50, sorted; scores.parquet has them all (c == 0)
         "per_task": per_task,
         "filtered": {k: int(ok[k].sum()) for k in ("duplicates", "truncated", "over_limit", "untrainable")},
-        "quarantined": frame.loc[bad, "error"].value_counts().to_dict(),
-        "errors": frame.loc[~bad, "error"].dropna().value_counts().to_dict(),
+        **problem_counts(frame, bad),
         "draws": int(ok["n"].sum()),
         "tokens": int(ok["tokens"].sum()),
         "n": cfg.n,
@@ -307,13 +299,10 @@ def run_rejection_sample(cfg: RejectionSampleConfig, model_id: str = "") -> dict
         "backend": cfg.generation.backend,
         "shards": str(shards),
         "sft": {"train_data": str(shards), "response_template": SFT_RESPONSE_TEMPLATE},  # how rl/sft trains on them
-        **provenance,
+        **prov,
         "wall_s": round(time.time() - started, 1),
     }
     summary["plots"] = [str(_write_plot(per_task, out))] if per_task else []
     flat = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     flat.update({f"{t}/yield": v["yield"] for t, v in per_task.items()})
-    summary["wandb_run"] = log_summary(cfg.wandb, out, "rejection-sample", to_dict(cfg), flat, [Path(p) for p in summary["plots"]])
-    summary["report"] = str(_write_report(out, summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    return publish_summary(out, summary, wandb=cfg.wandb, job="rejection-sample", config=to_dict(cfg), numbers=flat, report=_write_report)

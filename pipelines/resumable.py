@@ -1,6 +1,6 @@
 """Resumable per-sample outputs shared by the scoring pipelines (PISM, CMAB, eval, rejection sampling).
 
-The driver streams result blocks (iter_batches) into parts/, one parquet file per block, each
+The driver (pipelines/driver.py) streams result blocks into parts/, one parquet file per block, each
 written to a temp name and renamed, so a part is either whole or absent. A rerun of the same
 command reads the ids in parts/ and scores only the rest. We do this instead of Ray Data's
 CheckpointConfig because there the output file and the checkpoint record are separate writes (a
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import pyarrow as pa
 from tqdm import tqdm
@@ -88,10 +88,10 @@ class ResumableOutput:
         # atomic: a part is whole or absent
         publish_file(self.parts / f"part-{uuid.uuid4().hex}.parquet", lambda tmp: pq.write_table(typed_table(frame, self.schema), tmp))
 
-    def stream(self, scored, total: int, desc: str) -> None:
-        """Persist every result block of the Ray dataset `scored` as it arrives, with a progress bar."""
+    def stream(self, frames: Iterable, total: int, desc: str) -> None:
+        """Persist every result frame (a stage's output blocks, pipelines/driver.py) as it arrives, with a progress bar."""
         with tqdm(total=total, desc=desc, unit="sample") as bar:
-            for frame in scored.iter_batches(batch_format="pandas", batch_size=None):
+            for frame in frames:
                 if len(frame):  # an empty input yields an empty block, without the result columns
                     self.write_part(frame)
                 bar.update(len(frame))

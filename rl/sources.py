@@ -30,10 +30,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-from engine.config import ConfigError, config_hash, load_config, to_dict
+import yaml
+
+from engine import __version__
+from engine.config import ConfigError, config_hash, from_dict, load_config, to_dict
 from engine.paths import cache_root, repo_path
 from engine.publish import publish_dir
 
@@ -175,25 +178,34 @@ def resolve_data(spec: str, out_dir: Path, name: str, *, seed: int = 0) -> Path:
 
 def _reformulated(spec: str, out_dir: Path, seed: int) -> Path:
     """The shard folder of a `reformulate:` reference, running the reformulate job on its source once."""
-    from engine.shaping.reformulate_job import ReformulateJobConfig, run_reformulate
+    from engine.shaping.reformulate import reformulate_shards
 
     stage, source = parse_reformulate(spec)
-    job = load_config(ReformulateJobConfig, repo_path(REFORMULATE_DEFAULTS))
-    job.reformulate.seed = seed
-    key = config_hash({"source": data_fingerprint(source), "reformulate": to_dict(job.reformulate)})
+    cfg, rows_per_shard = _reformulate_defaults()
+    cfg.seed = seed
+    key = config_hash({"source": data_fingerprint(source), "reformulate": to_dict(cfg)})
     folder = out_dir / f"reformulate-{key}"
     if not (folder / "summary.json").is_file():
         with publish_dir(folder) as tmp:
             shards = resolve_data(source, tmp / "source", "selected")  # a ?tasks= selection is written inside tmp
-            job.input, job.output = str(shards), str(tmp)
-            summary = run_reformulate(job)
-            (tmp / "summary.json").write_text(json.dumps({**summary, "output": str(folder), "reference": spec}, indent=2))
+            summary = reformulate_shards(str(shards), tmp, cfg, rows_per_shard=rows_per_shard)
+            summary |= {"gradus_version": __version__, "output": str(folder), "reference": spec}
+            (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
     splits = sorted(p.name for p in (folder / stage).iterdir() if p.is_dir()) if (folder / stage).is_dir() else []
     if len(splits) != 1:
         raise ConfigError(f"data {spec!r}: the source must be one split (e.g. warmstart:<config>:train); "
                           f"the reformulated {stage} variants are in splits {splits}")
     return folder / stage / splits[0]
 
+
+
+def _reformulate_defaults() -> tuple[Any, int]:
+    """The `reformulate` section and rows_per_shard of the reformulate job's default file: a
+    reference is reformulated as `gradus data reformulate` would with its defaults."""
+    from engine.shaping.reformulate import ReformulateConfig
+
+    data = yaml.safe_load(repo_path(REFORMULATE_DEFAULTS).read_text(encoding="utf-8")) or {}
+    return from_dict(ReformulateConfig, data.get("reformulate", {}), "reformulate."), int(data.get("rows_per_shard", 512))
 
 def fingerprint(path: str | Path) -> dict:
     """{path, files: hash of (relative path, size, mtime_ns) of every file}, or {path, missing: True}.

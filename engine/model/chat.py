@@ -1,4 +1,6 @@
-"""Canonical messages (text with `<image>` placeholders) -> multimodal chat parts for HF and vLLM."""
+"""Canonical messages (text with `<image>` placeholders) -> multimodal chat parts for HF and vLLM.
+
+The answer template (the assistant turn for a ground truth) is data: engine/data/response.py."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -6,8 +8,6 @@ from typing import Any, Sequence
 from PIL import Image
 
 from engine.data.sample import IMAGE_PLACEHOLDER, Message
-
-DEFAULT_RESPONSE_TEMPLATE = "\\boxed{{{answer}}}"
 
 
 def split_parts(content: str, images: Sequence[Image.Image], start: int, image_part) -> tuple[list[dict[str, Any]], int]:
@@ -41,8 +41,3 @@ def to_chat(messages: Sequence[Message], images: Sequence[Image.Image], backend:
     if used != len(images):
         raise ValueError(f"{used} image placeholders for {len(images)} images")
     return chat
-
-
-def format_response(answer: str, template: str = DEFAULT_RESPONSE_TEMPLATE) -> str:
-    """The assistant turn the model is trained to produce for a ground-truth answer."""
-    return template.format(answer=answer)

@@ -19,15 +19,26 @@ class BucketConfig:
 
 
 @dataclass
+class ApproxConfig:
+    """The `approx` schedule: stop a ratio once its K-draw outcome is predicted with error below delta."""
+    delta: float = 0.1  # stop a ratio once P(all K draws would decide it the other way | draws so far) < delta
+    prior_alpha: float = 0.68  # Beta prior on a ratio's success rate; default: fitted to the tiny model (refit yours: engine.pism.schedule.fit_prior)
+    prior_beta: float = 1.54  # the prior is worth prior_alpha successes and prior_beta failures
+    min_draws: int = 1  # draws a ratio needs before the prediction may decide it
+    search: Literal["linear", "bisect"] = "linear"  # bisect: ratio 0, then halve the rest; assumes Pc never rises with the ratio
+
+
+@dataclass
 class PismConfig:
     ratios: list[float] = field(default_factory=lambda: list(PAPER_RATIOS))  # mask ratios, ascending, first 0.0
     draws: int = 10  # K: mask draws per ratio
     tau: float = 0.1  # a ratio fails when Pc < tau
     mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid of the engine's image processor
-    schedule: Literal["reference", "adaptive"] = "adaptive"  # both stop a ratio once decided; reference runs every ratio, adaptive stops at lambda*
+    schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx predicts each ratio from fewer draws (pism.approx)
     max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)
+    approx: ApproxConfig = field(default_factory=ApproxConfig)  # used by schedule: approx only
 
     def validate(self) -> None:
         r = self.ratios
@@ -39,6 +50,9 @@ class PismConfig:
             raise ConfigError("pism: need draws >= 1 and 0 < tau <= 1")
         if self.buckets.hard_max > self.buckets.easy_min:
             raise ConfigError("pism.buckets: hard_max must not exceed easy_min")
+        a = self.approx
+        if not 0.0 < a.delta < 0.5 or a.prior_alpha <= 0 or a.prior_beta <= 0 or not 1 <= a.min_draws <= self.draws:
+            raise ConfigError("pism.approx: need 0 < delta < 0.5, prior_alpha and prior_beta > 0, 1 <= min_draws <= draws")
 
     @property
     def successes_needed(self) -> int:

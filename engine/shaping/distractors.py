@@ -19,8 +19,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from engine.data.response import format_response
 from engine.data.sample import Sample
-from engine.model.chat import format_response
 from engine.verifiers import verify
 from engine.verifiers.boxes import BoxError, box_scales, frame_size, parse_boxes
 from engine.verifiers.extract import normalize_text

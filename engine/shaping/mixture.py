@@ -2,7 +2,7 @@
 
 A plan says which row of which domain goes at each position. It is computed from domain sizes
 and weights alone (no data), so every strategy can be checked by hand and the same plan applies
-to any table (engine/shaping/mix_job.py does the reading and writing).
+to any table (pipelines/shaping/mix.py does the reading and writing).
 
 Strategies (docs/methods.md#modomodo; the stopping rules are those of Hugging Face
 `interleave_datasets` behind MoDoMoDo's LLaMA-Factory `mix_strategy`):

@@ -16,16 +16,23 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import pyarrow.parquet as pq
 
 from engine import __version__
 from engine.config import ConfigError, config_hash
+from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, Reason, SampleError
-from engine.data.sample import IMAGE_PLACEHOLDER, SPLITS, Message, Sample, validate_sample
-from engine.model.chat import format_response
+from engine.data.response import format_response
+from engine.data.sample import IMAGE_PLACEHOLDER, SAMPLE_SCHEMA, SPLITS, Message, Sample, validate_sample
+from engine.data.shards import shard_paths, validate_all, write_quarantine, write_shards
+from engine.publish import publish_dir
 from engine.shaping.distractors import (
     SUPPORTED_VERIFIERS,
     AnswerPool,
@@ -69,7 +76,7 @@ class StagePrompts:
     judge: str = " Answer yes or no."  # appended to judge questions (asks for yes/no, never for a box)
     choice: str = " Answer with the letter of the correct option."  # appended to single-answer choice questions
     multi_choice: str = " Select every correct option and answer with their letters, e.g. A, C."  # multi-label choice questions
-    answer_instruction: str = " Put the final answer in \\boxed{}."  # the answer template (engine/model/chat.py), not a bounding box
+    answer_instruction: str = " Put the final answer in \\boxed{}."  # the answer template (engine/data/response.py), not a bounding box
     drop_sentences: list[str] = field(default_factory=lambda: list(DEFAULT_DROP_SENTENCES))  # regexes: open-format sentences removed before recasting
 
     def validate(self) -> None:
@@ -457,6 +464,58 @@ def _checked(stage: str, rows: list[Sample], quarantined: list[QuarantineRecord]
             continue
         good.append(v)
     return good
+
+
+# ----- shards in, stage shards out (`gradus data reformulate`, `reformulate:` data references) ---
+
+def read_sources(path: str | Path) -> tuple[list[Sample], list[QuarantineRecord]]:
+    """Rows of every shard under `path` -> structurally valid samples + quarantine records (file:row).
+    Images are carried, not decoded: variants reuse their source's images unchanged."""
+
+    def rows() -> Iterator[tuple[str, Sample | SampleError, object]]:
+        for shard in shard_paths(path):
+            for index, row in enumerate(pq.read_table(shard, schema=SAMPLE_SCHEMA).to_pylist()):
+                where = f"{shard}:{index}"
+                try:
+                    yield where, Sample.from_row(row), None
+                except SampleError as err:
+                    yield where, err, {k: v for k, v in row.items() if k != "images"}
+
+    return validate_all(rows(), ImagePolicy(), decode=False)
+
+
+def _publish_stage(out: Path, stage: str, rows: list[Sample], splits: list[str], rows_per_shard: int) -> dict[str, int]:
+    """Write one stage's shards per split into a temporary folder, then swap it in for the old one."""
+    with publish_dir(out / stage, partial=out / f".{stage}.tmp") as tmp:  # hidden: out/ lists only the stages
+        written = {split: len(write_shards([s for s in rows if s.split == split], tmp / split, rows_per_shard=rows_per_shard))
+                   for split in splits}
+    return written
+
+
+def reformulate_shards(source: str | Path, output: str | Path, cfg: ReformulateConfig, *, rows_per_shard: int = 512) -> dict[str, Any]:
+    """Every shard under `source` (each variant stays in its source's split) -> `output/<stage>/<split>/
+    part-*.parquet` and `output/quarantine/quarantine.parquet` (bad input rows and sources without a
+    variant, each with a reason); returns the counts. Stage folders are replaced whole, and a stage
+    or quarantine file this run did not make is removed, so a rerun never mixes two runs' shards."""
+    sources, bad_input = read_sources(source)
+    result = reformulate(sources, cfg)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = sorted({s.split for s in sources})
+    shard_files = {stage: _publish_stage(out, stage, rows, splits, rows_per_shard) for stage, rows in result.stages.items()}
+    for stage in set(STAGES) - set(result.stages):
+        shutil.rmtree(out / stage, ignore_errors=True)
+    (out / "quarantine" / "quarantine.parquet").unlink(missing_ok=True)
+    quarantine_file = write_quarantine(bad_input + result.quarantined, out)
+    return {
+        "input": str(source),
+        "output": str(out),
+        "sources": len(sources),
+        "bad_input": dict(Counter(q.reason for q in bad_input)),
+        **result.summary(),  # counts, judge balance, quarantined per stage, seed, config_hash
+        "shard_files": shard_files,
+        "quarantine_file": str(quarantine_file) if quarantine_file else None,
+    }
 
 
 # ----- small report helpers --------------------------------------------------------------------

@@ -70,6 +70,7 @@ class CurriculumConfig:
     seed: int = 0  # every stage's seed (a stage override `seed=N` wins)
     stages: list[StageConfig] = field(default_factory=list)  # run in order, each from the previous stage's final model
     wandb: WandbConfig = field(default_factory=WandbConfig)  # the curriculum's run; GRPO stages log with the same mode/project
+    dry_run: bool = False  # resolve every stage (verl: export data, validate the override set) without training (`--dry-run`)
 
     def validate(self) -> None:
         if not self.stages:

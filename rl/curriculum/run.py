@@ -6,27 +6,26 @@ sets the recipe's `model_path` (stage 0: `model_path`, then the previous stage's
 `output_dir` (the stage folder) and `seed`. Every stage leaves its final HF folder in
 `<stage>/model/` (published atomically by the recipe: written as `model.partial`, then renamed).
 
-Resume at stage granularity: `<output_dir>/curriculum.json` records every finished stage with a
-hash of its resolved recipe config, stop criterion, data (spec + file stats of its source) and
-input model (file stats). A rerun of the same command skips each stage whose record still matches
-and whose model folder is there, and runs from the first stage that changed or never finished; all
-later stages run again (their input model changed). A stage is recorded only after its model is
-published, so a kill mid-stage never looks finished. A stage folder left by a different config is
-cleared before the stage runs; one left by the same config is kept (TRL resumes from its
-`checkpoints/` when `trl.save_every` > 0; verl with `resume_mode: auto`).
+Resume at stage granularity: `<output_dir>/curriculum.json` is the job's stage ledger
+(engine/ledger.py), one entry per stage with a hash of its resolved recipe config, stop criterion,
+data (spec + file stats of its source) and input model (file stats). A rerun of the same command
+skips each stage whose entry is done for the same hash and whose model folder is there, and runs
+from the first stage that changed or never finished; all later stages run again (their input model
+changed). A stage is done only after its model is published, so a kill mid-stage never looks
+finished. A stage folder left by a different config is cleared before the stage runs; one left by
+an interrupted run of the same config is kept (TRL resumes from its `checkpoints/` when
+`trl.save_every` > 0; verl with `resume_mode: auto`).
 
 Backends: SFT through Ray Train (rl/sft/run.py), GRPO through TRL in this process
-(rl/grpo/trl_backend.py, with the stop criterion as a TrainerCallback) or verl: `main_ppo` as a
-blocking child process, then verl's model merger to `model/` (no polling, no kill). A curriculum
+(rl/grpo/trl_backend.py, with the stop criterion as a TrainerCallback) or verl through the same
+blocking run as `gradus train grpo` (rl/grpo/verl_run.py: `main_ppo` as a child process, then
+verl's model merger to `model/`; no polling, no kill). A curriculum
 with verl stages runs where verl can start (a GPU machine, or a job submitted with
 `gradus submit "train curriculum"`): a stage with `verl.address` is refused.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ import yaml
 
 from engine import __version__
 from engine.config import ConfigError, apply_override, config_hash, from_dict, to_dict
-from engine.paths import REPO_ROOT
-from engine.publish import partial_path, publish_dir, publish_text
+from engine.ledger import StageLedger
+from engine.publish import publish_text
 from rl.curriculum.config import CurriculumConfig, StageConfig, recipe_file
 from rl.curriculum.data import resolve_stage_data
 from rl.sources import TrainInputs, data_fingerprint, fingerprint
@@ -45,10 +44,7 @@ from rl.sources import TrainInputs, data_fingerprint, fingerprint
 STATE_FILE = "curriculum.json"
 STAGES_DIR = "stages"
 MODEL_DIR = "model"
-STAGE_MARKER = "stage.json"  # written when a stage starts: the hash it runs for
 PLANNED_MODEL = "<the previous stage's model>"
-PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json", "chat_template.json",
-                   "chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
 
 
 def stage_dir(out: Path, index: int, name: str) -> Path:
@@ -116,8 +112,12 @@ def build_stage_config(cfg: CurriculumConfig, index: int, stage: StageConfig, mo
             if recipe.verl.address:
                 raise ConfigError(f"{where}: verl.address is set; in a curriculum verl runs inside the job: submit the whole "
                                   "curriculum (gradus submit 'train curriculum' ...) and set verl.address= in the stage overrides")
-            if recipe.verl.save_freq <= 0:
-                raise ConfigError(f"{where}: verl.save_freq must be > 0 (the last step's checkpoint is merged into the stage's model)")
+            from rl.grpo.verl_run import require_checkpoints
+
+            try:
+                require_checkpoints(recipe)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
         else:
             from rl.grpo.trl_backend import validate_trl
 
@@ -141,15 +141,6 @@ def stage_hash(stage: StageConfig, recipe: TrainInputs, input_model: str | Path)
 
 def _write_json(path: Path, data: dict) -> None:
     publish_text(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
-def load_state(out: Path) -> dict:
-    path = out / STATE_FILE
-    if not path.is_file():
-        return {"stages": {}}
-    state = json.loads(path.read_text())
-    state.setdefault("stages", {})
-    return state
 
 
 def _not_stopped(steps: Any) -> dict:
@@ -177,57 +168,19 @@ def _run_trl_stage(stage: StageConfig, recipe) -> dict:
     return summary
 
 
-def verl_plan(recipe) -> dict:
-    """Data exported, the override set validated against verl's own config, the main_ppo and merge commands."""
-    from rl.grpo import verl_launch
-    from rl.grpo.run import prepare_data
-
-    out = Path(recipe.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train, val = prepare_data(recipe)
-    # inside a submitted job, main_ppo's ray.init inherits the job's runtime_env (its working_dir):
-    # the reward entrypoint is then found relative to the uploaded code on every node
-    uploaded = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-    overrides = verl_launch.verl_overrides(recipe, train, val, uploaded=uploaded)
-    verl_launch.validate_overrides(overrides)
-    (out / "verl_overrides.txt").write_text("\n".join(overrides) + "\n")
-    checkpoint = out / "checkpoints" / f"global_step_{recipe.algorithm.steps}" / "actor"
-    return {"train_file": train, "val_file": val, "overrides": overrides,
-            "command": verl_launch.main_ppo_command(overrides, python=sys.executable),
-            "merge_command": verl_launch.merge_command(checkpoint, partial_path(out / MODEL_DIR))}
-
-
 def _run_verl_stage(recipe, input_model: Path, meta: dict) -> dict:
-    """verl to completion (blocking child process), then its FSDP checkpoint merged into <stage>/model."""
-    import torch
+    """verl to completion, then its last checkpoint merged into <stage>/model (rl/grpo/verl_run.py)."""
+    from rl.grpo import verl_run
 
-    from rl.grpo import verl_launch
-
-    started = time.time()
-    plan = verl_plan(recipe)
-    if not torch.cuda.is_available() and not os.environ.get("RAY_ADDRESS"):
-        raise ConfigError("verl trains on GPUs: run the curriculum on a GPU machine or submit it as one job "
-                          "(gradus submit 'train curriculum' --config ...); use --dry-run to check the stages here")
-    out = Path(recipe.output_dir)
-    subprocess.run(plan["command"], check=True, cwd=REPO_ROOT)
-    checkpoint = verl_launch.latest_actor_checkpoint(out)
-    if checkpoint is None:
-        raise RuntimeError(f"verl finished without an actor checkpoint under {out / 'checkpoints'}")
-    final = out / MODEL_DIR
-    summary = {"job": "train grpo", "backend": "verl", "steps": recipe.algorithm.steps, "checkpoint": str(checkpoint),
+    plan = verl_run.plan(recipe)
+    verl_run.require_cluster("run the curriculum on a GPU machine or submit it as one job "
+                             "(gradus submit 'train curriculum' --config ...); use --dry-run to check the stages here")
+    trained = verl_run.train_and_merge(recipe, plan["overrides"], input_model, meta)
+    summary = {"job": "train grpo", "backend": "verl", "steps": recipe.algorithm.steps, "checkpoint": trained["checkpoint"],
                "overrides": plan["overrides"], "train_file": plan["train_file"], "config_hash": config_hash(recipe),
-               "seed": recipe.seed, "gradus_version": __version__, "stop": _not_stopped(recipe.algorithm.steps)}
-    with publish_dir(final) as tmp:
-        subprocess.run(verl_launch.merge_command(checkpoint, tmp), check=True)
-        for name in PROCESSOR_FILES:  # the merger writes the tokenizer; the image processor comes from the input model
-            if (input_model / name).is_file() and not (tmp / name).exists():
-                shutil.copy2(input_model / name, tmp / name)
-        (tmp / "gradus_model.json").write_text(json.dumps({**meta, "stage": "grpo", "backend": "verl", "parent": str(input_model),
-                                                           "grpo_config": to_dict(recipe), "config_hash": summary["config_hash"],
-                                                           "seed": recipe.seed, "gradus_version": __version__, "steps": summary["steps"]}, indent=2))
-    summary["output_model"] = str(final)
-    summary["wall_s"] = round(time.time() - started, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+               "seed": recipe.seed, "gradus_version": __version__, "stop": _not_stopped(recipe.algorithm.steps),
+               "output_model": trained["model_path"], "wall_s": trained["wall_s"]}
+    (Path(recipe.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
@@ -264,16 +217,19 @@ def plan_curriculum(cfg: CurriculumConfig) -> dict:
         if stage.kind == "grpo":
             entry["backend"] = recipe.backend
             if recipe.backend == "verl":
-                entry["verl"] = verl_plan(recipe)
+                from rl.grpo import verl_run
+
+                entry["verl"] = verl_run.plan(recipe)
         stages.append(entry)
         model = sdir / MODEL_DIR
     return {"dry_run": True, "stages": stages, "final_model": str(model), "model_id": model_id, "config_hash": config_hash(cfg),
             "seed": cfg.seed, "gradus_version": __version__}
 
 
-def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
-    """Run (or resume) the stages in order; returns {stages: [...], final_model, wall_s, provenance}."""
-    if dry_run:
+def run_curriculum(cfg: CurriculumConfig) -> dict:
+    """Run (or resume) the stages in order; returns {stages: [...], final_model, wall_s, provenance}.
+    With `dry_run` set, only plans them (plan_curriculum)."""
+    if cfg.dry_run:
         return plan_curriculum(cfg)
     cfg.validate()
     cfg.require_paths()
@@ -284,10 +240,10 @@ def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
     for index, stage in enumerate(cfg.stages):
         build_stage_config(cfg, index, stage, PLANNED_MODEL, out)
     model, model_id = _start_model(cfg.model_path, dry_run=False)
-    state = load_state(out)
-    previous = state["stages"]
-    state = {"config_hash": config_hash(cfg), "model_path": cfg.model_path, "seed": cfg.seed, "gradus_version": __version__,
-             "stages": {}}
+    header = {"config_hash": config_hash(cfg), "model_path": cfg.model_path, "seed": cfg.seed, "gradus_version": __version__}
+    ledger = StageLedger(out / STATE_FILE, header)
+    names = [stage_dir(out, index, stage.name).name for index, stage in enumerate(cfg.stages)]
+    ledger.forget(set(ledger.stages) - set(names))  # stages this config no longer has
     results, rerun = [], False
     for index, stage in enumerate(cfg.stages):
         sdir = stage_dir(out, index, stage.name)
@@ -295,22 +251,17 @@ def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
         recipe.train_source = resolve_stage_data(recipe.train_source, out, cfg.seed)
         digest = stage_hash(stage, recipe, model)
         final = sdir / MODEL_DIR
-        record = previous.get(sdir.name)
-        if not rerun and record and record.get("hash") == digest and (final / "gradus_model.json").is_file():
+        record = None if rerun else ledger.finished(sdir.name, digest, outputs=[final / "gradus_model.json"])
+        if record is not None:
             print(f"[curriculum] stage {index} {stage.name}: finished earlier with the same config and input, skipped",
                   file=sys.stderr, flush=True)
-            state["stages"][sdir.name] = record
-            _write_json(out / STATE_FILE, state)
             results.append({**record, "skipped": True})
             model = final
             continue
         rerun = True  # this stage and every later one run
-        _write_json(out / STATE_FILE, state)  # records of this and later stages are gone until they finish again
-        marker = sdir / STAGE_MARKER
-        if sdir.exists() and (not marker.is_file() or json.loads(marker.read_text()).get("hash") != digest):
-            shutil.rmtree(sdir)  # left by another config: nothing in it may be resumed
+        ledger.forget(names[index + 1:])  # later records are gone until those stages finish again
+        ledger.start(sdir.name, digest, folder=sdir)  # a folder of another config is emptied, an interrupted run kept
         sdir.mkdir(parents=True, exist_ok=True)
-        _write_json(marker, {"hash": digest, "name": stage.name, "index": index, "input_model": str(model)})
         print(f"[curriculum] stage {index} {stage.name} ({stage.kind}"
               + (f", {recipe.backend}" if stage.kind == "grpo" else "") + f") from {model}", file=sys.stderr, flush=True)
         stage_started = time.time()
@@ -323,21 +274,18 @@ def run_curriculum(cfg: CurriculumConfig, dry_run: bool = False) -> dict:
         if not (final / "gradus_model.json").is_file():
             raise RuntimeError(f"curriculum stage {stage.name}: no model at {final} after the stage finished")
         info = {"output_dir": str(out), "index": index, "stage": stage.name, "kind": stage.kind, "stage_hash": digest,
-                "curriculum_config_hash": state["config_hash"]}
+                "curriculum_config_hash": header["config_hash"]}
         _annotate(final, info)
-        record = {"index": index, "name": stage.name, "kind": stage.kind, "hash": digest, "stage_dir": str(sdir),
-                  "input_model": str(model), "output_model": str(final), "stop": summary.get("stop"),
-                  "wall_s": round(time.time() - stage_started, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                  "summary": summary}
-        record = json.loads(json.dumps(record, default=str))  # what the state file holds, also for this run's caller
-        state["stages"][sdir.name] = record
-        _write_json(out / STATE_FILE, state)
+        record = ledger.finish(sdir.name, digest, {  # the entry as the state file holds it, also for this run's caller
+            "index": index, "name": stage.name, "kind": stage.kind, "stage_dir": str(sdir), "input_model": str(model),
+            "output_model": str(final), "stop": summary.get("stop"), "wall_s": round(time.time() - stage_started, 1),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "summary": summary})
         results.append({**record, "skipped": False})
         model = final
 
     result = {"job": "train curriculum", "stages": results, "final_model": str(model), "model_id": model_id,
               "stages_run": sum(not r["skipped"] for r in results), "stages_skipped": sum(r["skipped"] for r in results),
-              "wall_s": round(time.time() - started, 1), "config_hash": state["config_hash"], "seed": cfg.seed,
+              "wall_s": round(time.time() - started, 1), "config_hash": header["config_hash"], "seed": cfg.seed,
               "gradus_version": __version__, "state_file": str(out / STATE_FILE)}
     from engine.tracking import log_summary
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from engine.config import ConfigError
 from engine.tracking import WandbConfig
+from rl.sampler.config import SamplerConfig
 
 
 @dataclass
@@ -29,6 +30,9 @@ class GrpoAlgorithm:
     prompts_per_step: int = 8  # verl: data.train_batch_size
     group_size: int = 8  # responses per prompt (verl: actor_rollout_ref.rollout.n; TRL: num_generations)
     lr: float = 1e-6
+    # learning-rate schedule over the run's optimizer steps; both backends know these two (verl's fsdp optim)
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the last step
+    warmup_ratio: float = 0.0  # share of the steps over which the lr rises linearly from 0
     kl_coef: float = 0.001  # low_var_kl loss (verl use_kl_loss); TRL beta
     entropy_coef: float = 0.0
     temperature: float = 1.0  # rollout sampling
@@ -41,6 +45,8 @@ class GrpoAlgorithm:
             raise ConfigError("grpo.algorithm: need steps >= 1, prompts_per_step >= 1, group_size >= 2 (GRPO compares responses within a group)")
         if self.lr <= 0 or self.kl_coef < 0 or not 0 < self.top_p <= 1 or self.temperature <= 0:
             raise ConfigError("grpo.algorithm: need lr > 0, kl_coef >= 0, 0 < top_p <= 1, temperature > 0")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"grpo.algorithm.warmup_ratio {self.warmup_ratio} not in [0, 1)")
         if self.mini_batch_prompts and self.prompts_per_step % self.mini_batch_prompts:
             raise ConfigError("grpo.algorithm.mini_batch_prompts must divide prompts_per_step")
 
@@ -75,7 +81,7 @@ class VerlLaunch:
     use_v1: bool = False
     address: str = ""  # Ray dashboard (http://HOST:8265) for `ray job submit`; empty: run in this process's cluster
     runtime_env: dict[str, Any] = field(default_factory=dict)  # merged over gradus's (working_dir, env vars)
-    python: str = "python3"  # the interpreter that runs main_ppo (on the cluster when submitted)
+    python: str = "python3"  # the interpreter that runs main_ppo on the cluster when submitted (a run here uses gradus's own)
     dry_run_in_job: bool = False  # the submitted job validates verl's config, loads the reward, reads the data, exits 0 untrained
     overrides: list[str] = field(default_factory=list)  # extra Hydra overrides, appended last (validated too)
 
@@ -102,12 +108,14 @@ class TrlLaunch:
 @dataclass
 class GrpoJobConfig:
     backend: Literal["verl", "trl"] = "trl"
+    dry_run: bool = False  # verl: export the data, validate and record the run without launching it (`--dry-run`)
     model_path: str = ""  # HF folder to start from
     output_dir: str = ""  # data/, checkpoints/, final HF model, metrics, plots
     seed: int = 0
     data: GrpoData = field(default_factory=GrpoData)
     algorithm: GrpoAlgorithm = field(default_factory=GrpoAlgorithm)
     reward: GrpoReward = field(default_factory=GrpoReward)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # which prompts each step trains on (docs/sampler.md)
     verl: VerlLaunch = field(default_factory=VerlLaunch)
     trl: TrlLaunch = field(default_factory=TrlLaunch)
     wandb: WandbConfig = field(default_factory=WandbConfig)
@@ -118,6 +126,7 @@ class GrpoJobConfig:
         if not self.model_path or not self.output_dir or not self.data.train:
             raise ConfigError("train grpo: model_path, output_dir and data.train are required")
         self.algorithm.validate()
+        self.sampler.validate()
         self.verl.validate()
         self.wandb.validate()
 

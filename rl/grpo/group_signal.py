@@ -27,6 +27,11 @@ WINDOWED = ("informative_share", "adv_abs_mean", "reward_std", "reward_std_in_gr
 COUNTED = ("rollouts", "zero_signal_rollouts", "unscored_rollouts")
 
 
+def reward_window(steps: int) -> int:
+    """Steps averaged for a run's first / last window (reward_first / reward_last): a fifth of the run, 1..10 steps."""
+    return max(1, min(10, steps // 5))
+
+
 def _scored(values: Iterable[Any]) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
@@ -99,8 +104,6 @@ def signal_by_step(rollouts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def rollout_signal(rollouts: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A run's rollout rows (a verl dump read by rollout_log.read_verl_dump) -> summarize_signal of the
     per-step rows, with the per-step rows themselves (`per_step`). No advantages: verl does not dump them."""
-    from rl.grpo.trl_backend import reward_window
-
     per_step = signal_by_step(rollouts)
     return {**summarize_signal(per_step, reward_window(len(per_step))), "per_step": per_step}
 

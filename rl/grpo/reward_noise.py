@@ -10,7 +10,7 @@ has sd `diff_sd` = sqrt(2) x window_sd, and `margin_in_diff_sd` = (reward_last -
 diff_sd is the rise in noise sds (`beyond_noise`: more than two of them).
 
 One implementation for every caller: benchmarks/grpo_tiny.py and the main job's training arms
-(engine/demo, `train_reward_margin_sd`).
+(pipelines/demo, `train_reward_margin_sd`).
 """
 from __future__ import annotations
 

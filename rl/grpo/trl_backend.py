@@ -35,7 +35,7 @@ from engine.config import ConfigError, config_hash, to_dict
 from engine.paths import repo_path
 from engine.publish import publish_dir
 from rl.grpo.config import GrpoJobConfig
-from rl.grpo.group_signal import COUNTED
+from rl.grpo.group_signal import COUNTED, reward_window
 
 SIGNAL = "gradus/"  # prefix of the metrics the trainer hook adds to TRL's log (rl/grpo/group_signal.py)
 METRIC_KEYS = {  # metrics.jsonl name <- TRL log key
@@ -56,11 +56,6 @@ METRIC_KEYS = {  # metrics.jsonl name <- TRL log key
 }
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
-
-
-def reward_window(steps: int) -> int:
-    """Steps averaged for reward_first / reward_last: a fifth of the run, 1..10 steps."""
-    return max(1, min(10, steps // 5))
 
 
 def resolve_device(device: str) -> str:
@@ -90,6 +85,14 @@ def validate_trl(cfg: GrpoJobConfig) -> None:
     resolve_device(t.device)
 
 
+def lr_scheduler_type(schedule: str, warmup_ratio: float) -> str:
+    """transformers' scheduler name for algorithm.lr_schedule: its "constant" ignores warmup steps, its cosine
+    warms up and decays to 0 as verl's does."""
+    if schedule == "constant":
+        return "constant_with_warmup" if warmup_ratio else "constant"
+    return schedule
+
+
 def trl_args(cfg: GrpoJobConfig, out_dir: Path, device: str):
     """GrpoJobConfig -> GRPOConfig (the mapping docs/grpo.md tabulates).
 
@@ -114,8 +117,8 @@ def trl_args(cfg: GrpoJobConfig, out_dir: Path, device: str):
         max_steps=a.steps * updates_per_round,
         # optimisation
         learning_rate=a.lr,
-        lr_scheduler_type="constant",  # verl's actor default (no warmup, constant)
-        warmup_steps=0,
+        lr_scheduler_type=lr_scheduler_type(a.lr_schedule, a.warmup_ratio),
+        warmup_steps=round(a.warmup_ratio * a.steps * updates_per_round),  # an int: transformers reads a float < 1 as a ratio
         weight_decay=0.01,  # verl actor optim default
         max_grad_norm=1.0,  # verl actor grad_clip default
         beta=a.kl_coef,  # k3 estimator = verl's low_var_kl
@@ -244,12 +247,21 @@ def signal_trainer_class():
     from rl.grpo.group_signal import round_signal
 
     class SignalGRPOTrainer(GRPOTrainer):
+        online = None  # rl/grpo/trl_sampler.py OnlinePrompts when sampler.kind is online: it picks each round's prompts
+
+        def _save_checkpoint(self, model, trial):
+            if self.online is not None:  # first: a checkpoint the trainer finished always holds the sampler's state
+                self.online.save(Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}")
+            super()._save_checkpoint(model, trial)
+
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             self._round_rewards = per_func
             return per_func
 
         def _generate_and_score_completions(self, inputs):
+            if self.online is not None and self.model.training:
+                inputs = self.online.choose(inputs)
             out = super()._generate_and_score_completions(inputs)
             if self.model.training and self.accelerator.num_processes == 1:
                 per_func = self._round_rewards
@@ -331,6 +343,22 @@ def _publish_model(trainer, processor, parent: Path, out: Path, meta: dict) -> P
     return final
 
 
+def sampler_summary(cfg: GrpoJobConfig, online, out: Path, provenance: dict) -> dict:
+    """The online sampler's prior, draws and posterior (written to sampler_posterior.parquet and, with
+    sampler.write_back, into the store as pass_rate@<tag>); {"kind": "uniform"} otherwise."""
+    if online is None:
+        return {"kind": cfg.sampler.kind}
+    from rl.sampler.writeback import POSTERIOR, write_back, write_posterior
+
+    drawn = [sid for ids in online.drawn for sid in ids]
+    result = {"kind": "online", "prior": online.report, "rounds_this_process": len(online.drawn),
+              "distinct_prompts_this_process": len(set(drawn)),
+              "posterior": str(write_posterior(online.sampler, out / POSTERIOR, provenance))}
+    if cfg.sampler.write_back:
+        result["write_back"] = write_back(cfg.sampler.store, cfg.sampler.write_back, Path(result["posterior"]))
+    return result
+
+
 def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     """Train with TRL's GRPOTrainer; returns the summary written to <output_dir>/summary.json.
 
@@ -349,6 +377,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     from rl.sources import resolve_data, resolve_model
     from rl.grpo.trl_dataset import build_dataset
     from rl.grpo.trl_reward import VerlRewardFunction, load_entrypoint
+    from rl.grpo.trl_sampler import OnlinePrompts, chain
     from rl.reward import reward_config
 
     if cfg.trl.torch_threads:
@@ -376,11 +405,15 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
 
     args = trl_args(cfg, out, device)
     resume = last_checkpoint(out) if cfg.trl.save_every else None
+    online = OnlinePrompts(cfg.sampler, dataset, cfg.seed, cfg.algorithm.prompts_per_step, cfg.algorithm.group_size) \
+        if cfg.sampler.kind == "online" else None
+    if online is not None and resume:
+        online.load(resume)
     metrics_path = out / "metrics.jsonl"
     kept = [r for r in read_metrics(metrics_path) if r["step"] <= _checkpoint_step(resume)] if resume else []
     callback = _metrics_callback(metrics_path, cfg.trl.log_every, kept)
     rollout_log = RolloutLog(out / ROLLOUTS_DIR, _checkpoint_step(resume) if resume else None)  # same resume rule as metrics
-    reward_fn.on_scored = rollout_log.record
+    reward_fn.on_scored = chain(rollout_log.record, online.on_scored if online else None)
     print(f"[grpo] trl backend on {device}: model {model_path}, {len(dataset)} prompts ({train_file}), "
           f"{cfg.algorithm.steps} steps x {cfg.algorithm.prompts_per_step} prompts x {cfg.algorithm.group_size} responses"
           + (f", resuming from {resume}" if resume else ""), file=sys.stderr, flush=True)
@@ -393,6 +426,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
         processing_class=processor,
         callbacks=[callback, *callbacks],
     )
+    trainer.online = online
     from transformers.trainer_callback import ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
@@ -426,6 +460,7 @@ def run_trl_grpo(cfg: GrpoJobConfig, callbacks: Sequence[Any] = ()) -> dict:
     }
     summary["pass_rates"] = refresh(read_rollouts(out / ROLLOUTS_DIR), out / PASS_RATES,
                                     {k: summary[k] for k in ("model_id", "config_hash", "seed", "gradus_version")}, stage=out.name, backend="trl")
+    summary["sampler"] = sampler_summary(cfg, online, out, {k: summary[k] for k in ("model_id", "config_hash", "seed", "gradus_version")})
     meta = {"model_id": model_id, "stage": "grpo", "parent": str(model_path), "backend": "trl",
             "grpo_config": to_dict(cfg), **{k: summary[k] for k in ("config_hash", "seed", "gradus_version", "steps",
                                                                              "reward_first", "reward_last")}}

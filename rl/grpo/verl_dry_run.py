@@ -3,9 +3,10 @@
 It takes main_ppo's exact override set and stops where training would start: verl's config composed
 in the job's own verl install and checked by verl's `validate_config` (rl/grpo/verl_launch.py:
 validate_overrides), the reward function loaded as verl's reward manager loads it (the path is
-relative to the uploaded working_dir), the RewardConfig it is given parsed, and the data files
-opened from the job. Then it prints MARKER and exits 0; a failure exits 1 with the reason. This
-checks a cluster hand-off (auth token, working_dir, interpreter, verl version, storage) without GPUs.
+relative to the uploaded working_dir), the RewardConfig it is given parsed, the data files
+opened from the job, and a custom dataset class (the online sampler) loaded with its settings file.
+Then it prints MARKER and exits 0; a failure exits 1 with the reason. This checks a cluster
+hand-off (auth token, working_dir, interpreter, verl version, storage) without GPUs.
 """
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ MARKER = "gradus verl dry run: config validated, reward loaded, data readable"
 def _files(value) -> list[str]:
     """data.train_files / val_files: one path or a list of them."""
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def check_sampler(config) -> str | None:
+    """A custom dataset class loaded as verl loads it; the online sampler's settings file read from the job."""
+    if not config.data.custom_cls.get("path"):
+        return None
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    from rl.sampler.verl_plugin import SETTINGS_KEY, read_settings
+
+    name = get_dataset_class(config.data).__name__
+    if config.data.get(SETTINGS_KEY):
+        read_settings(config.data[SETTINGS_KEY])  # a missing file or a bad sampler config fails here
+    return name
 
 
 def check(overrides: list[str]) -> dict:
@@ -41,8 +56,9 @@ def check(overrides: list[str]) -> dict:
     kwargs = OmegaConf.select(config, "reward.custom_reward_function.reward_kwargs", default=None)
     spec = kwargs.get("reward_config") if kwargs is not None else None
     reward_config(OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec)  # a bad file or key fails here
+    sampler = check_sampler(config)
     return {"cwd": str(Path.cwd()), "data_files": data, "reward": OmegaConf.to_container(config.reward.custom_reward_function),
-            "nnodes": config.trainer.nnodes, "n_gpus_per_node": config.trainer.n_gpus_per_node}
+            "nnodes": config.trainer.nnodes, "n_gpus_per_node": config.trainer.n_gpus_per_node, "sampler": sampler}
 
 
 def main(argv: list[str] | None = None) -> int:

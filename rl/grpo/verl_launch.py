@@ -5,7 +5,8 @@ Every override set is validated before anything is launched by composing verl's 
 every key back: a key verl does not have fails to compose, and one whose value does not come back
 as set (a typo caught by a `+` prefix, an interpolation) fails the read-back. The legacy top-level
 `custom_reward_function.*` keys compose but verl 0.9's main_ppo silently ignores them (only
-`reward.custom_reward_function.*` is read); they are refused.
+`reward.custom_reward_function.*` is read); they are refused. With `sampler.kind: online` the train
+dataset is gradus's sampler plugin (rl/sampler/verl_plugin.py, verl's `data.custom_cls` hook).
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from engine.paths import REPO_ROOT, repo_path
 from rl.grpo.config import GrpoJobConfig
 
 REWARD_ENTRYPOINT = "rl/reward.py"
+# by module name (verl's pkg:// form), not by file: verl's overlong-prompt filter pickles the dataset into a
+# process pool, and a class loaded from a file path cannot be pickled by reference (every row gets dropped)
+SAMPLER_PLUGIN = "pkg://rl.sampler.verl_plugin"
 IGNORED_BY_VERL = ("custom_reward_function.",)  # legacy keys: accepted by Hydra, never read by main_ppo
 
 
@@ -50,6 +54,44 @@ def reward_config_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
     return str(path)
 
 
+def sampler_settings_path(cfg: GrpoJobConfig) -> Path:
+    from rl.sampler.verl_plugin import SETTINGS_FILE
+
+    return Path(cfg.output_dir).resolve() / "data" / SETTINGS_FILE
+
+
+def write_sampler_settings(cfg: GrpoJobConfig) -> Path | None:
+    """The online sampler's settings file the plugin reads (None when the sampler is off); store and mixture
+    paths that exist here are made absolute, since verl runs in another working directory."""
+    if cfg.sampler.kind != "online":
+        return None
+    from dataclasses import replace
+
+    from rl.sampler.verl_plugin import write_settings
+
+    s = cfg.sampler
+    here = {k: str(Path(getattr(s, k)).resolve()) for k in ("store", "mixture") if getattr(s, k) and Path(getattr(s, k)).exists()}
+    return write_settings(replace(s, **here), seed=cfg.seed, steps=cfg.algorithm.steps,
+                          checkpoint_dir=Path(cfg.output_dir).resolve() / "checkpoints", path=sampler_settings_path(cfg))
+
+
+def sampler_overrides(cfg: GrpoJobConfig, val_file: str) -> dict[str, Any]:
+    """verl keys for `sampler.kind: online`: the plugin as the dataset class, read in this process in order."""
+    if cfg.sampler.kind != "online":
+        return {}
+    from rl.sampler.verl_plugin import CLASS_NAME
+
+    if cfg.verl.use_v1:
+        raise ConfigError("sampler.kind online on verl needs verl.use_v1: false (the v1 trainer never hands the dataset "
+                          "its rollouts: no on_batch_end)")
+    if cfg.verl.test_freq and not val_file:
+        raise ConfigError("sampler.kind online with verl.test_freq > 0 needs data.val: verl would validate on the train "
+                          "file, which the sampler drives")
+    return {"data.custom_cls.path": SAMPLER_PLUGIN, "data.custom_cls.name": CLASS_NAME,
+            "data.shuffle": False,  # dataset positions are the run's draws in order (the sampler does the choosing)
+            "data.dataloader_num_workers": 0}  # the sampler lives in the trainer process and sees each step's verdicts first
+
+
 def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded: bool = False) -> list[str]:
     """The full `python -m verl.trainer.main_ppo` override list for this GRPO run."""
     a, d, v = cfg.algorithm, cfg.data, cfg.verl
@@ -72,6 +114,8 @@ def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded:
         ("actor_rollout_ref.model.path", str(Path(cfg.model_path).resolve()) if Path(cfg.model_path).exists() else cfg.model_path),
         ("actor_rollout_ref.actor.strategy", v.strategy),
         ("actor_rollout_ref.actor.optim.lr", a.lr),
+        ("actor_rollout_ref.actor.optim.lr_scheduler_type", a.lr_schedule),
+        ("actor_rollout_ref.actor.optim.lr_warmup_steps_ratio", a.warmup_ratio),
         ("actor_rollout_ref.actor.ppo_mini_batch_size", mini),
         ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", v.micro_batch_per_gpu),
         ("actor_rollout_ref.actor.use_kl_loss", a.kl_coef > 0),
@@ -107,7 +151,12 @@ def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded:
     ]
     if v.rollout_data_dir:  # per-step rollout dump -> pass rates per sample (rl/grpo/rollout_log.py)
         pairs.append(("trainer.rollout_data_dir", str(out / v.rollout_data_dir)))
+    pairs = list({**dict(pairs), **sampler_overrides(cfg, val_file)}.items())  # the sampler's values win
     overrides = [f"{k}={_q(val)}" for k, val in pairs]
+    if cfg.sampler.kind == "online":  # a key verl's data schema lacks: '+'
+        from rl.sampler.verl_plugin import SETTINGS_KEY
+
+        overrides.append(f"+data.{SETTINGS_KEY}={_q(str(sampler_settings_path(cfg)))}")
     if cfg.reward.config:  # reward_kwargs is an open dict in verl's schema: adding a key needs '+'
         overrides.append(f"+reward.custom_reward_function.reward_kwargs.reward_config={_q(reward_config_path(cfg, uploaded))}")
     return overrides + list(v.overrides)

@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from engine.data.images import ImagePolicy
+from engine.data.response import format_response
 from engine.data.sample import Sample
-from engine.model.chat import format_response, to_chat
+from engine.model.chat import to_chat
 
 IGNORE_INDEX = -100
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.config import ConfigError
-from engine.model.chat import DEFAULT_RESPONSE_TEMPLATE
+from engine.data.response import DEFAULT_RESPONSE_TEMPLATE
 
 
 @dataclass

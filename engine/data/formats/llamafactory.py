@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import Reason, SampleError
+from engine.data.response import DEFAULT_RESPONSE_TEMPLATE, format_response
 from engine.data.sample import Message, Sample
-from engine.model.chat import DEFAULT_RESPONSE_TEMPLATE, format_response
 
 from engine.data.formats.output import image_bytes, output_files, save_image, write_jsonl
 

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 from engine.data.images import ImagePolicy
 from engine.data.reasons import QuarantineRecord, Reason, SampleError
+from engine.data.response import format_response
 from engine.data.sample import Sample, check_verifier
-from engine.model.chat import format_response
 
 from engine.data.formats.answers import unwrap_answer
 from engine.data.formats.fields import json_object, messages, optional_text, required, scalar_text, split_name

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
-from pipelines.simcluster import ActorWatch, NodeSpec, SimulatedCluster, kill_process, start_driver  # noqa: E402
+from tests.support.simcluster import ActorWatch, NodeSpec, SimulatedCluster, kill_process, start_driver  # noqa: E402
 
 PLACEMENT = {"resources": {"fake_gpu": 1}, "accelerator_type": "SIM", "spread": True}
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.data.response import format_response
 from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
-from engine.model.chat import format_response
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent

@@ -20,7 +20,7 @@ from engine.data.shards import shard_paths
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
-GRADUS = [sys.executable, "-m", "engine.cli"]
+GRADUS = [sys.executable, "-m", "pipelines.cli"]
 
 
 def _free_port() -> int:
@@ -106,7 +106,7 @@ def test_submit_follow_status_logs_on_a_loopback_head(head, job_input, warm_mode
                    f"model_path={warm_model}", "heatmaps.per_task=0", "wandb.mode=disabled")
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     record = _first_json(done.stdout)
-    assert record["entrypoint"].endswith("engine.cli score cmab --config env:GRADUS_JOB_CONFIG")
+    assert record["entrypoint"].endswith("pipelines.cli score cmab --config env:GRADUS_JOB_CONFIG")
     assert record["runtime_env"]["env_vars"]["GRADUS_JOB_CONFIG"] == "<resolved config>"  # the config is not echoed
     assert "Authorization" not in done.stdout and "auth_token" not in done.stdout
 

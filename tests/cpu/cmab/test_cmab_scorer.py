@@ -4,8 +4,8 @@ import pytest
 
 from engine.cmab import CmabConfig
 from engine.cmab.scorer import CmabScorer
+from engine.data.response import format_response
 from engine.data.sample import ImageRef
-from engine.model.chat import format_response
 from engine.verifiers import verify
 
 

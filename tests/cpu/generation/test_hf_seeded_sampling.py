@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from engine.data.sample import Message
-from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from engine.generation.base import GenerationConfig, GenerationRequest
+from engine.generation.factory import make_backend
 from engine.generation.hf_backend import PerRequestSampler
 
 

@@ -2,7 +2,8 @@
 from PIL import Image
 
 from engine.data.sample import Message
-from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from engine.generation.base import GenerationConfig, GenerationRequest
+from engine.generation.factory import make_backend
 
 
 def test_hf_stop_string_cuts_the_greedy_completion(tiny_random_model):

@@ -15,7 +15,8 @@ from engine.data.sample import ImageRef, Message, Sample
 from engine.data.shards import write_shards
 from engine.errors import error_detail
 from engine.evaluation import evaluate_samples
-from engine.generation.base import Generation, GenerationBackend, GenerationConfig, make_backend
+from engine.generation.base import Generation, GenerationBackend, GenerationConfig
+from engine.generation.factory import make_backend
 from engine.generation.seeds import draw_seed
 from engine.generation.verified import (ENGINE_ERROR, VERIFIER_ERROR, clean_requests, generate_and_verify,
                                         sample_and_verify)

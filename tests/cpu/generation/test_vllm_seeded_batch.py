@@ -11,7 +11,8 @@ from PIL import Image
 from engine.config import from_dict
 from engine.data.sample import Message
 from engine.data.shards import iter_samples
-from engine.generation.base import GenerationConfig, GenerationRequest, make_backend
+from engine.generation.base import GenerationConfig, GenerationRequest
+from engine.generation.factory import make_backend
 from engine.pism import PismConfig, score_samples
 
 pytestmark = pytest.mark.slow

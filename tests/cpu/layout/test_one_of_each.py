@@ -5,11 +5,17 @@
 - engine/paths.py: repo-relative names and the cache root resolve as the docs say;
 - no module of engine/, rl/ or pipelines/ renames temporaries into place or computes the repo root
   itself (both go through the helpers above);
-- SFT and GRPO configs expose their training data reference under one name (rl/sources.py TrainInputs).
+- SFT and GRPO configs expose their training data reference under one name (rl/sources.py TrainInputs);
+- engine/ledger.py: one stage ledger for the main job and the curriculum: a finished stage is skipped,
+  one whose hash changed is redone in an emptied folder, an interrupted one resumes in its own;
+- rl/grpo/verl_run.py: `gradus train grpo` and the curriculum run verl and merge through one function
+  and decide "uploaded" once;
+- the generation interface does not import its backends, engine/data does not import engine/model.
 """
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -124,3 +130,125 @@ def test_sft_and_grpo_configs_share_the_training_data_field():
         assert field(cfg) == cfg.train_source == "shards/train?tasks=color"
         assert "train_source" not in to_dict(cfg)  # an accessor, not a config key
         assert resolve_stage_data(cfg.train_source, REPO, seed=0) == cfg.train_source  # only reformulate: is made here
+
+
+# ----- one stage ledger (engine/ledger.py): the main job's stages.json and the curriculum's curriculum.json -----
+
+def _stage(folder: Path, marker: str):
+    def fn() -> dict:
+        folder.mkdir(exist_ok=True)
+        (folder / marker).write_text(marker)
+        return {"files": sorted(p.name for p in folder.iterdir())}
+    return fn
+
+
+def test_ledger_skips_a_finished_stage_and_redoes_one_whose_hash_changed(tmp_path):
+    from engine.ledger import StageLedger
+
+    path, stage = tmp_path / "stages.json", tmp_path / "pism"
+    first = StageLedger(path).run("pism", {"cfg": 1}, _stage(stage, "old"), folder=stage)
+    assert first == {"files": ["old"]}
+    again = StageLedger(path).run("pism", {"cfg": 1}, _stage(stage, "never"), folder=stage)
+    assert again == first and not (stage / "never").exists()  # same key: the recorded result, nothing runs
+    # another config: the old run's files are gone before the stage runs again (a scoring stage refuses
+    # a folder that holds a run of another config)
+    redone = StageLedger(path).run("pism", {"cfg": 2}, _stage(stage, "new"), folder=stage)
+    assert redone == {"files": ["new"]}
+    entry = json.loads(path.read_text())["stages"]["pism"]
+    assert entry["result"] == redone and entry["state"] == "done"
+
+
+def test_ledger_keeps_an_interrupted_run_of_the_same_hash_only(tmp_path):
+    from engine.ledger import StageLedger
+
+    path, stage = tmp_path / "curriculum.json", tmp_path / "00-sft"
+    StageLedger(path).run("00-sft", {"cfg": 1}, _stage(stage, "old"), folder=stage)
+
+    def killed() -> dict:
+        stage.mkdir(exist_ok=True)
+        assert not (stage / "old").exists()  # the changed stage started from an empty folder
+        (stage / "part-new").write_text("partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        StageLedger(path).run("00-sft", {"cfg": 2}, killed, folder=stage)
+    ledger = StageLedger(path)
+    assert ledger.stages["00-sft"]["state"] == "running"  # never looks finished
+    resumed = ledger.run("00-sft", {"cfg": 2}, _stage(stage, "new"), folder=stage)
+    assert resumed == {"files": ["new", "part-new"]}  # the rerun of the same config finds its own parts
+    # a folder that no entry accounts for (a deleted ledger, another tool) is not resumed into
+    (tmp_path / "01-grpo").mkdir()
+    (tmp_path / "01-grpo" / "stray").write_text("?")
+    ledger.start("01-grpo", "h", folder=tmp_path / "01-grpo")
+    assert not (tmp_path / "01-grpo").exists()
+
+
+def test_ledger_finished_needs_the_hash_the_state_and_the_outputs(tmp_path):
+    from engine.ledger import StageLedger
+
+    ledger = StageLedger(tmp_path / "curriculum.json", {"config_hash": "c1"})
+    model = tmp_path / "model" / "gradus_model.json"
+    ledger.start("00-a", "h1")
+    assert ledger.finished("00-a", "h1") is None  # running, not done
+    model.parent.mkdir()
+    model.write_text("{}")
+    entry = ledger.finish("00-a", "h1", {"output_model": model.parent})
+    assert entry["output_model"] == str(model.parent)  # as the file holds it
+    reread = StageLedger(tmp_path / "curriculum.json")
+    assert reread.header == {"config_hash": "c1"} and reread.finished("00-a", "h1", [model]) == entry
+    assert reread.finished("00-a", "h2", [model]) is None  # another hash
+    model.unlink()
+    assert reread.finished("00-a", "h1", [model]) is None  # its output is gone
+    reread.forget(["00-a"])
+    assert StageLedger(tmp_path / "curriculum.json").stages == {}
+
+
+def test_ledger_reads_the_main_jobs_earlier_flat_file(tmp_path):
+    """stages.json of earlier versions: {name: {hash, result, wall_s}} at the top level, finished stages only."""
+    from engine.config import config_hash
+    from engine.ledger import StageLedger
+
+    key = [{"cfg": 1}, "inputs"]
+    (tmp_path / "stages.json").write_text(json.dumps({"pism": {"hash": config_hash({"key": key}), "result": {"rows": 3}, "wall_s": 1.0}}))
+    assert StageLedger(tmp_path / "stages.json").run("pism", key, lambda: pytest.fail("a finished stage ran again")) == {"rows": 3}
+
+
+def _imports(rel: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse((REPO / rel).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    return names
+
+
+def test_the_demo_and_the_curriculum_keep_one_ledger():
+    from pipelines.demo.run import LEDGER
+    from rl.curriculum.run import STATE_FILE
+
+    assert (LEDGER, STATE_FILE) == ("stages.json", "curriculum.json")  # the file names users know
+    for rel in ("pipelines/demo/run.py", "rl/curriculum/run.py"):
+        assert "engine.ledger.StageLedger" in _imports(rel), rel
+    ledgers = [f"{rel}:{node.name}" for rel, tree in _modules() for node in ast.walk(tree)
+               if isinstance(node, ast.ClassDef) and "ledger" in node.name.lower() and rel != "engine/ledger.py"]
+    assert not ledgers, f"a second stage ledger: {ledgers}"
+
+
+# ----- one blocking verl run + merge (rl/grpo/verl_run.py) -----
+
+def test_grpo_and_the_curriculum_launch_verl_through_one_function():
+    for rel in ("rl/grpo/run.py", "rl/curriculum/run.py"):
+        names = _imports(rel)
+        assert "rl.grpo.verl_run" in names and "subprocess" not in names, rel
+        source = (REPO / rel).read_text()
+        assert "verl_run.train_and_merge(" in source and "verl_run.plan(" in source, rel
+        assert "RAY_JOB_CONFIG_JSON_ENV_VAR" not in source and "uploaded=" not in source, rel  # "uploaded" is decided once
+
+
+# ----- the library's two import circles, cut -----
+
+def test_generation_interface_and_data_do_not_import_their_users():
+    assert not {n for n in _imports("engine/generation/base.py") if n.startswith("engine.generation.") and "backend" in n}
+    data = [rel for rel, _ in _modules() if rel.startswith("engine/data/")]
+    assert data and not [rel for rel in data if any(n.startswith("engine.model") for n in _imports(rel))]

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from engine.data.response import format_response
 from pipeline_inputs import kill_mid_run_then_rerun, spread_rows, write_small_files
-from engine.model.chat import format_response
 from engine.verifiers import verify
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def job_inputs(warm_corpus, tmp_path_factory):
 
 
 def _cmd(src, pism, out, model, heatmap_id):
-    return [sys.executable, "-m", "engine.cli", "score", "cmab", "--config", str(REPO / "configs" / "cmab" / "tiny.yaml"),
+    return [sys.executable, "-m", "pipelines.cli", "score", "cmab", "--config", str(REPO / "configs" / "cmab" / "tiny.yaml"),
             f"input={src}", f"output={out}", f"model_path={model}", f"responses.pism_scores={pism}",
             "generation.temperature=0.0", "responses.draws=1",  # greedy: the same answer whatever the batch
             f"heatmaps.ids=[{heatmap_id}]", "heatmaps.per_task=0", "actors.batch_size=2", "rows_per_block=2"]

@@ -1,4 +1,6 @@
 """Ray Data generation pipeline: actor pool over shards, bad rows become errors, not wrong answers."""
+from dataclasses import replace
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +27,7 @@ def test_pipeline_records_errors_and_keeps_every_row(ray_session, warm_model, wa
         generation=GenerationConfig(backend="hf", model_path=str(warm_model), max_new_tokens=24),
         actors=ActorPoolConfig(num_cpus=1, batch_size=4),
     )
-    summary = run_generate(cfg, model_id="gradus/tiny-qwen2.5-vl")
+    summary = run_generate(replace(cfg, model_id="gradus/tiny-qwen2.5-vl"))
     assert summary["rows"] == 10
     assert summary["errors"] == {"image_corrupt": 1, "bad_json": 1}
     out = pq.read_table(tmp_path / "out").to_pandas()

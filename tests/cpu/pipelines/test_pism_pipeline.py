@@ -38,7 +38,7 @@ BACKENDS = {
 
 
 def _cmd(src, out, model, backend, rows_per_block=2):
-    return [sys.executable, "-m", "engine.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
+    return [sys.executable, "-m", "pipelines.cli", "score", "pism", "--config", str(REPO / "configs" / "pism" / "tiny.yaml"),
             f"input={src}", f"output={out}", f"generation.model_path={model}", *BACKENDS[backend],
             "pism.draws=2", "pism.tau=0.5", "actors.batch_size=2", f"rows_per_block={rows_per_block}"]
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from engine.cli import main
+from pipelines.cli import main
 from engine.data.images import ImagePolicy
 from engine.data.sample import ImageRef, Message, Sample
 from engine.data.shards import write_shards

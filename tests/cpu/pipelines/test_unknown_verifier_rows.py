@@ -14,7 +14,8 @@ from engine.config import to_dict
 from engine.data.images import ImagePolicy
 from engine.data.sample import ImageRef, Message, Sample
 from engine.data.shards import shard_paths, write_shards
-from engine.generation.base import GenerationConfig, make_backend
+from engine.generation.base import GenerationConfig
+from engine.generation.factory import make_backend
 from engine.pism import PismConfig, score_samples
 from pipelines.cmab import CmabActor, CmabJobConfig, CmabResponsesConfig
 from pipelines.evaluate import EvalActor

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.generation.base import GenerationConfig, make_backend
+from engine.generation.base import GenerationConfig
+
+from engine.generation.factory import make_backend
 from engine.generation.vision_grid import VisionGrid
 from engine.pism import mask_image
 

@@ -14,9 +14,11 @@ import pytest
 from engine.config import from_dict
 from engine.data.images import ImagePolicy
 from engine.data.shards import iter_samples
-from engine.generation.base import GenerationConfig, make_backend
+from engine.generation.base import GenerationConfig
+from engine.generation.factory import make_backend
 from engine.generation.vision_grid import VisionGrid
 from engine.pism import PismConfig, score_samples
+from engine.pism.schedule import replay
 from engine.pism.scorer import draw_request
 from engine.verifiers import verify
 
@@ -94,3 +96,23 @@ def test_both_schedules_equal_the_full_table(samples, backend, warm_model, mode)
     assert {b for _, _, b in truth} - {None}, "the warm model should solve some samples on clean images"
     # the case a first-success exit gets wrong: a ratio with exactly one success of K (Pc = 0.25 < tau)
     assert any(sum(row) == 1 for rows in table for row in rows)
+
+
+def test_approx_schedule_runs_on_the_engine_with_the_tables_draws(samples, backend):
+    """schedule: approx end to end on HF: every draw it runs is the full table's (same seeds), and its
+    records are its decision rule (tested on its own in test_approx_schedule.py) applied to those draws,
+    which stops some ratio before the exact schedule would."""
+    table = _full_table(samples, backend, _cfg("reference", "rect"), None)
+    approx_cfg, exact_cfg = _cfg("approx", "rect"), _cfg("adaptive", "rect")
+    early = 0
+    for rec, s, rows in zip(score_samples(samples, backend, approx_cfg), samples, table):
+        assert rec.error is None, (s.id, rec.error_detail)
+        for d in rec.draws:
+            assert d["passed"] == rows[d["ratio_index"]][d["draw"]], (s.id, d)
+        want = replay(approx_cfg, lambda i, k: rows[i][k])
+        assert (rec.runs, rec.successes, rec.lambda_star, rec.unsolved, rec.bucket) == \
+            (want.runs, want.successes, want.lambda_star, want.unsolved, want.bucket), (s.id, rows)
+        assert rec.generations == len(rec.draws) == sum(rec.runs)
+        exact = replay(exact_cfg, lambda i, k: rows[i][k])
+        early += any(0 < a < e for a, e in zip(rec.runs, exact.runs))
+    assert early, "the default prior and delta should stop some ratio early at K = 4, tau = 0.5"

@@ -179,7 +179,8 @@ def test_verl_curriculum_dry_run_chains_merged_models(tmp_path, warm_corpus, tin
         {"name": "sft", "kind": "sft", "config": SFT_TINY, "data": data},
         {"name": "open", "kind": "grpo", "config": GRPO_VERL, "data": data, "overrides": verl + ["algorithm.lr=2.0e-6"]},
     ])
-    plan = run_curriculum(cfg, dry_run=True)
+    cfg.dry_run = True
+    plan = run_curriculum(cfg)
     stages = plan["stages"]
     assert [s["name"] for s in stages] == ["judge", "sft", "open"]
     assert stages[0]["input_model"] == str(tiny_random_model)

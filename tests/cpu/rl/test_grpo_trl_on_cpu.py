@@ -66,7 +66,34 @@ def test_mini_batches_map_to_several_updates_per_rollout():
     assert args.max_steps == 10  # 5 rollout rounds x 2 updates
 
 
+@pytest.mark.parametrize("schedule, warmup, expected", [
+    ("constant", 0.0, [1.0, 1.0, 1.0, 1.0]),
+    ("constant", 0.2, [0.0, 1.0, 1.0, 1.0]),  # warmup then flat: transformers' "constant" alone would skip the warmup
+    ("cosine", 0.2, [0.0, 1.0, 0.5, 0.0]),  # warmup, then half way down by the middle of the decay, 0 at the end
+])
+def test_lr_schedule_shapes_the_learning_rate(schedule, warmup, expected):
+    """algorithm.lr_schedule / warmup_ratio reach the optimizer: the lr TRL's trainer would use, per step."""
+    import torch
+    from transformers import get_scheduler
+
+    from rl.grpo.trl_backend import trl_args
+
+    cfg = load_config(GrpoJobConfig, CONFIG, ["algorithm.steps=20", f"algorithm.lr_schedule={schedule}", f"algorithm.warmup_ratio={warmup}"])
+    args = trl_args(cfg, Path("/tmp/unused"), "cpu")
+    assert args.warmup_steps == round(warmup * 20)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=args.max_steps)
+    lrs = []
+    for _ in range(args.max_steps + 1):
+        lrs.append(scheduler.get_last_lr()[0] / cfg.algorithm.lr)
+        optimizer.step()
+        scheduler.step()
+    assert [round(lrs[i], 3) for i in (0, 4, 12, 20)] == expected  # steps 0, end of warmup, middle of the decay, end
+
+
 @pytest.mark.parametrize("override, message", [
+    ("algorithm.lr_schedule=linear", "lr_schedule: 'linear' not one of"),  # verl's fsdp optimizer has constant and cosine only
+    ("algorithm.warmup_ratio=1.0", "warmup_ratio 1.0 not in"),
     ("algorithm.group_size=1", "group_size >= 2"),
     ("algorithm.temperature=0", "temperature > 0"),
     ("trl.dtype=int8", "grpo.trl.dtype"),

@@ -27,7 +27,8 @@ def _cfg(**changes) -> GrpoJobConfig:
 
 
 @pytest.mark.parametrize("changes", [{}, {"data.shuffle": "false", "algorithm.kl_coef": 0.0, "wandb.mode": "disabled"},
-                                     {"verl.nnodes": 4, "verl.tensor_parallel_size": 4, "reward.config": "''"}])
+                                     {"verl.nnodes": 4, "verl.tensor_parallel_size": 4, "reward.config": "''"},
+                                     {"algorithm.lr_schedule": "cosine", "algorithm.warmup_ratio": 0.1}])
 def test_generated_overrides_compose_and_read_back(changes):
     cfg = _cfg(**changes)
     overrides = verl_overrides(cfg, "/data/train.parquet", "/data/val.parquet", uploaded=True)
@@ -39,6 +40,8 @@ def test_generated_overrides_compose_and_read_back(changes):
     assert config.trainer.nnodes == cfg.verl.nnodes and config.trainer.total_training_steps == cfg.algorithm.steps
     assert config.reward.custom_reward_function.path == "rl/reward.py"  # relative to the uploaded working_dir
     assert config.actor_rollout_ref.actor.use_kl_loss == (cfg.algorithm.kl_coef > 0)
+    optim = config.actor_rollout_ref.actor.optim
+    assert (optim.lr_scheduler_type, optim.lr_warmup_steps_ratio) == (cfg.algorithm.lr_schedule, cfg.algorithm.warmup_ratio)
     assert config.trainer.rollout_data_dir == str(Path(cfg.output_dir).resolve() / "rollouts")  # -> gradus data pass-rates
     kwargs = OmegaConf.select(config, "reward.custom_reward_function.reward_kwargs", default=None)
     assert (kwargs is not None and kwargs.reward_config.endswith("vtriune.yaml")) == bool(cfg.reward.config)
@@ -82,13 +85,14 @@ def test_train_grpo_verl_dry_run_exports_data_verl_keeps(warm_model, warm_corpus
     from verl.utils.dataset import rl_dataset
 
     out = tmp_path / "grpo"
-    cli = [sys.executable, "-m", "engine.cli", "train", "grpo", "--config", str(EXAMPLE), "--backend", "verl", "--dry-run",
+    cli = [sys.executable, "-m", "pipelines.cli", "train", "grpo", "--config", str(EXAMPLE), "--backend", "verl", "--dry-run",
            f"model_path={warm_model}", f"output_dir={out}", f"data.train={warm_corpus / 'val'}", "data.val=''",
            "data.max_prompt_length=512", "verl.address=''", "reward.config=''"]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(done.stdout[done.stdout.rindex("\n{\n") + 1:])  # the CLI's result comes last (verl prints too)
-    assert record["launched"] is False and record["command"][:3] == ["python3", "-m", "verl.trainer.main_ppo"]
+    # run here (no address): main_ppo under the interpreter that validated the set; `verl.python` is the cluster's
+    assert record["launched"] is False and record["command"][:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
     assert (out / "verl_overrides.txt").read_text().split() == record["overrides"]
 
     config = OmegaConf.create({"max_prompt_length": 512, "filter_overlong_prompts": True, "image_key": "images",

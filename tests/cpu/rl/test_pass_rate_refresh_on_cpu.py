@@ -155,7 +155,7 @@ def _verl_dump(data: Path, dump: Path, step: int, responses: dict[str, list[str]
 
 def test_verl_dump_converts_to_pass_rates(tmp_path, capsys):
     """A format test: the converter reads what verl 0.9.1's writer writes (no verl training here)."""
-    from engine.cli import main
+    from pipelines.cli import main
 
     data = _verl_data(tmp_path)
     dump = tmp_path / "run" / "rollouts"
@@ -279,10 +279,10 @@ def test_trl_run_writes_pass_rates_of_what_it_trained_on(refreshed_run):
 
 @pytest.mark.slow
 def test_store_and_select_use_the_refreshed_pass_rates(refreshed_run, warm_corpus, capsys):
-    from engine.cli import main
+    from pipelines.cli import main
     from engine.data.shards import read_table
     from engine.shaping.select import SelectionSpec
-    from engine.shaping.select_job import SelectJobConfig, run_select
+    from pipelines.shaping.select import SelectJobConfig, run_select
     from engine.shaping.store import read_manifest, read_store
     from rl.sources import resolve_data
 

@@ -26,7 +26,7 @@ def test_two_runs_of_one_config_train_identical_weights(tiny_random_model, warm_
     summaries, weights = [], []
     for run in ("a", "b"):
         out = tmp_path / run
-        cli = [sys.executable, "-m", "engine.cli", "train", "sft", f"model_path={tiny_random_model}",
+        cli = [sys.executable, "-m", "pipelines.cli", "train", "sft", f"model_path={tiny_random_model}",
                f"train_data={warm_corpus / 'train'}", f"output_dir={out}", "epochs=1", "max_steps=6", "batch_size=8",
                "lr=1e-3", "warmup_steps=2", "log_every=1", "shuffle_buffer=64", "seed=3"]
         done = subprocess.run(cli, capture_output=True, text=True, timeout=900, cwd=REPO, env=_env())

@@ -45,7 +45,7 @@ def test_default_cache_key_is_unchanged():
 
 @pytest.mark.slow
 def test_warmstart_record_names_the_build_machine(tmp_path):
-    cli = [sys.executable, "-m", "engine.cli", "model", "warmstart", "--config", str(CONFIG), f"cache_dir={tmp_path}", *SMALL]
+    cli = [sys.executable, "-m", "pipelines.cli", "model", "warmstart", "--config", str(CONFIG), f"cache_dir={tmp_path}", *SMALL]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own Ray, as a user's run
     done = subprocess.run(cli, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

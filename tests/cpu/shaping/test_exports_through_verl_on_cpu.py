@@ -7,7 +7,7 @@ import json
 import pytest
 
 from engine.data.formats import write_records
-from engine.model.chat import format_response
+from engine.data.response import format_response
 from engine.shaping.mixture import curriculum_order
 from engine.shaping.reformulate import ReformulateConfig, reformulate
 from engine.synth import SynthConfig, generate_split

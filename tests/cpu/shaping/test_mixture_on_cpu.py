@@ -11,7 +11,7 @@ from engine import __version__
 from engine.config import ConfigError, from_dict
 from engine.data.sample import Message, Sample
 from engine.data.shards import read_table, write_shards
-from engine.shaping.mix_job import MIX_JSON, MixJobConfig, run_mix
+from pipelines.shaping.mix import MIX_JSON, MixJobConfig, run_mix
 from engine.shaping.mixture import MixtureError, curriculum_order, plan_mixture
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, from_dict
-from engine.shaping.mix_job import NEXT_RUNS_CSV, NEXT_RUNS_JSON, PROPOSAL_JSON, MixSearchConfig, read_runs, run_mixture_search
+from pipelines.shaping.mix import NEXT_RUNS_CSV, NEXT_RUNS_JSON, PROPOSAL_JSON, MixSearchConfig, read_runs, run_mixture_search
 from engine.shaping.mixture_search import (
     NextRunsConfig,
     alpha_blends,

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.config import ConfigError, load_config, to_dict
+from engine.data.response import format_response
 from engine.data.sample import Message, Sample, validate_sample
 from engine.data.shards import iter_samples, write_shards
-from engine.model.chat import format_response
 from engine.shaping.reformulate import (
     ReformulateConfig,
     ReformulateReason,
@@ -24,7 +24,7 @@ from engine.shaping.reformulate import (
     reformulate,
 )
 from engine.shaping.distractors import answer_passes, number_variants, seeded_rng, split_labels
-from engine.shaping.reformulate_job import ReformulateJobConfig, run_reformulate
+from pipelines.shaping.reformulate import ReformulateJobConfig, run_reformulate
 from engine.synth import FAMILIES, SynthConfig, generate_split
 from engine.verifiers import VTRIUNE_IOU_SCHEDULE, RewardConfig, compute_reward, verify
 from engine.verifiers.extract import normalize_text

@@ -18,7 +18,7 @@ from engine.config import ConfigError, load_config
 from engine.data.formats import write_records
 from engine.data.sample import ImageRef, Message, Sample
 from engine.data.shards import iter_samples, write_shards
-from engine.shaping.select_job import SelectJobConfig, run_select
+from pipelines.shaping.select import SelectJobConfig, run_select
 from engine.shaping.store import ScoreSource, build_store
 from rl.reward import difficulty_tags
 

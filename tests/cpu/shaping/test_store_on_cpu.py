@@ -19,7 +19,7 @@ from engine.config import ConfigError, load_config
 from engine.data.sample import ImageRef, Message, Sample
 from engine.data.shards import write_shards
 from engine.shaping.store import (ProvenanceConflict, ScoreSource, build_store, read_manifest, read_store, store_dataset)
-from engine.shaping.store_job import StoreConfig, run_store
+from pipelines.shaping.store import StoreConfig, run_store
 
 REPO = Path(__file__).resolve().parents[3]
 PROVENANCE = ["model_id", "config_hash", "seed", "gradus_version"]

@@ -6,7 +6,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from engine.cli import main
+from pipelines.cli import main
 from engine.data.formats import read_records
 from engine.data.images import ImagePolicy
 from engine.data.reasons import Reason

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 TRAINED_SAME_BUDGET = 2
 
 
@@ -59,7 +59,7 @@ def test_demo_runs_the_main_job_end_to_end(warm_model, tmp_path):
 
     # training: every trainable arm ran the same GRPO step budget from the warm-started model
     trained = summary["train"]
-    assert set(trained) | {f"{a}-s0" for a in summary["arms_not_trained"]} == {f"{a}-s0" for a in ("fullset", "random", "mid_hard", "sft_grpo")}
+    assert set(trained) | {f"{a}-s0" for a in summary["arms_not_trained"]} == {f"{a}-s0" for a in ("fullset", "random", "mid_hard", "sft_grpo", "online")}
     assert "fullset-s0" in trained and "random-s0" in trained
     for name, run_record in trained.items():
         grpo = [s for s in run_record["stages"] if s["kind"] == "grpo"]
@@ -90,7 +90,7 @@ def test_demo_runs_the_main_job_end_to_end(warm_model, tmp_path):
     assert set(rows) == {"base (warm start)", *(n.rsplit("-s", 1)[0] for n in trained)}
     assert all(0.0 <= r["acc"] <= 1.0 for r in rows.values())
 
-    # the GRPO mechanism and the cost per arm (engine/demo/measures.py), plotted in the report
+    # the GRPO mechanism and the cost per arm (pipelines/demo/measures.py), plotted in the report
     assert (out / "report" / "informative_share.png").stat().st_size > 0 and "GRPO mechanism and cost per arm" in html
     arms = summary["arms"]
     assert set(arms) == set(rows) - {"base (warm start)"}
@@ -101,7 +101,7 @@ def test_demo_runs_the_main_job_end_to_end(warm_model, tmp_path):
         g = a["generations"]
         assert g["training"] == TRAINED_SAME_BUDGET * per_step, label  # the run's own counters: steps x prompts x responses
         assert g["zero_signal"] == round((1 - a["informative_share"]) * g["training"]), label
-        difficulty_selected = label in ("mid_hard", "sft_grpo")
+        difficulty_selected = label in ("mid_hard", "sft_grpo", "online")  # online: its sampler's prior reads the scores
         assert g["scoring"] == (pism["generations"] + cmab["generations"] if difficulty_selected else 0), label
         assert g["total"] == g["scoring"] + g["training"]
         assert a["acc_gain_per_1k_generations"] == pytest.approx(1000 * a["vs_base"] / g["total"], abs=1e-5)

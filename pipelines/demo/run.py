@@ -2,66 +2,30 @@
 
 After training, each arm's GRPO stage gets a noise measurement (windows sampled from the stage's
 starting model: train_reward_margin_sd); the report adds the GRPO mechanism and the generations
-spent per arm (engine/demo/measures.py).
+spent per arm (pipelines/demo/measures.py).
 
 Each stage is the stage's own recipe (its YAML + overrides from the demo config) run in this
-process; the demo only wires paths between them. A ledger (`<out_dir>/stages.json`) records each
-finished stage with a hash of its resolved config and of the stages it read from, so rerunning
-the same command after a kill skips what is done and redoes only what changed or never finished
-(PISM, CMAB and eval also resume inside a stage; training arms resume per curriculum stage).
+process; the demo only wires paths between them. A stage ledger (`<out_dir>/stages.json`,
+engine/ledger.py) records each stage with a hash of its resolved config and of the stages it read
+from, so rerunning the same command after a kill skips what is done and redoes only what changed
+or never finished (PISM, CMAB and eval also resume inside a stage; training arms resume per
+curriculum stage).
 """
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine import __version__
 from engine.config import config_hash, load_config, to_dict
-from engine.demo.config import DemoConfig
+from engine.ledger import StageLedger
 from engine.paths import repo_path
-from engine.publish import publish_text
+from pipelines.demo.config import DemoConfig
 
 LEDGER = "stages.json"
-
-
-class Ledger:
-    """Finished stages of one demo directory: name -> {hash, result}."""
-
-    def __init__(self, out: Path):
-        self.path = out / LEDGER
-        self.entries: dict[str, dict] = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def run(self, name: str, key: Any, fn: Callable[[], dict], output: Path | None = None) -> dict:
-        """`fn`'s result, or the recorded one when the stage finished earlier with the same key.
-
-        `output`: the stage's own folder. A stage that finished with another config or input is
-        redone from scratch there (its folder removed first, and the entry dropped, so a kill during
-        the redo resumes the new run instead of removing it again); a folder without an entry is an
-        interrupted run of this key and is left for the stage to resume."""
-        digest = config_hash({"key": key})
-        done = self.entries.get(name)
-        if done and done["hash"] == digest:
-            print(f"[demo] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
-            return done["result"]
-        if done:
-            print(f"[demo] {name}: config or inputs changed since it ran, redone", file=sys.stderr, flush=True)
-            if output is not None:
-                shutil.rmtree(output, ignore_errors=True)
-            del self.entries[name]
-            self._save()
-        print(f"[demo] {name} ...", file=sys.stderr, flush=True)
-        started = time.time()
-        result = fn()
-        self.entries[name] = {"hash": digest, "result": result, "wall_s": round(time.time() - started, 1)}
-        self._save()
-        return result
-
-    def _save(self) -> None:
-        publish_text(self.path, json.dumps(self.entries, indent=2, default=str))  # a kill mid-write leaves the previous ledger
 
 
 def data_identity(spec: str, path: Path) -> dict:
@@ -81,26 +45,28 @@ def _keep(summary: dict, keys: tuple[str, ...]) -> dict:
     return {k: summary[k] for k in keys if k in summary}
 
 
-def score_pool(cfg: DemoConfig, ledger: Ledger, pool: Path, data: dict, model_path: Path, model_id: str, out: Path) -> tuple[dict, dict]:
+def score_pool(cfg: DemoConfig, ledger: StageLedger, pool: Path, data: dict, model_path: Path, model_id: str, out: Path) -> tuple[dict, dict]:
     from pipelines.cmab import CmabJobConfig, run_cmab
     from pipelines.pism import PismJobConfig, run_pism
 
     pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
-    pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg, model_id=model_id), (
+    pism_cfg.model_id = model_id
+    pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg), (
         "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")),
-        output=out / "pism")
+        folder=out / "pism")
     cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",
                                                  f"responses.pism_scores={out / 'pism' / 'scores.parquet'}",
                                                  f"heatmaps.per_task={cfg.heatmaps_per_task}"])
-    cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"], data], lambda: _keep(run_cmab(cmab_cfg, model_id=model_id), (
+    cmab_cfg.model_id = model_id
+    cmab = ledger.run("cmab", [to_dict(cmab_cfg), pism["config_hash"], data], lambda: _keep(run_cmab(cmab_cfg), (
         "rows", "scored", "unsolved", "buckets", "rho_bar_per_task", "response_sources", "generations", "heatmaps", "plots",
-        "config_hash", "report", "wall_s")), output=out / "cmab")
+        "config_hash", "report", "wall_s")), folder=out / "cmab")
     return pism, cmab
 
 
-def shape(cfg: DemoConfig, ledger: Ledger, pool: Path, data: dict, out: Path, upstream: list) -> tuple[dict, dict]:
-    from engine.shaping.select_job import SelectJobConfig, run_select
-    from engine.shaping.store_job import StoreConfig, run_store
+def shape(cfg: DemoConfig, ledger: StageLedger, pool: Path, data: dict, out: Path, upstream: list) -> tuple[dict, dict]:
+    from pipelines.shaping.select import SelectJobConfig, run_select
+    from pipelines.shaping.store import StoreConfig, run_store
 
     store_cfg = _recipe(StoreConfig, cfg.store, [f"samples={pool}", f"output={out / 'store'}",
                                                  f"sources.pism.path={out / 'pism'}", f"sources.cmab.path={out / 'cmab'}"])
@@ -131,7 +97,8 @@ def arm_curriculum(cfg: DemoConfig, label: str, seed: int, select: dict, model_p
     for role in ("sft", "grpo"):
         if role in sets:
             recipe = getattr(cfg, role)
-            stages.append(StageConfig(name=role, kind=role, config=recipe.config, overrides=list(recipe.overrides),
+            extra = cfg.arms[label].grpo_overrides if role == "grpo" else []
+            stages.append(StageConfig(name=role, kind=role, config=recipe.config, overrides=[*recipe.overrides, *extra],
                                       data=str(out / "select" / sets[role]["path"])))
     return CurriculumConfig(model_path=str(model_path), output_dir=str(out / "train" / f"{label}-s{seed}"), seed=seed, stages=stages)
 
@@ -151,7 +118,7 @@ def untrainable(cfg: DemoConfig, select: dict) -> dict[str, str]:
     return reasons
 
 
-def train_arms(cfg: DemoConfig, ledger: Ledger, select: dict, model_path: Path, out: Path) -> tuple[dict[str, dict], dict[str, str]]:
+def train_arms(cfg: DemoConfig, ledger: StageLedger, select: dict, model_path: Path, out: Path) -> tuple[dict[str, dict], dict[str, str]]:
     from rl.curriculum.run import run_curriculum
 
     runs, skipped = {}, untrainable(cfg, select)
@@ -177,11 +144,11 @@ def _train_record(result: dict) -> dict:
     return {"final_model": result["final_model"], "stages": stages, "wall_s": result.get("wall_s")}
 
 
-def measure_noise(cfg: DemoConfig, ledger: Ledger, runs: dict[str, dict]) -> dict[str, dict | None]:
+def measure_noise(cfg: DemoConfig, ledger: StageLedger, runs: dict[str, dict]) -> dict[str, dict | None]:
     """Per training run: noise windows from its GRPO stage's starting model and the training reward's
     margin over them (rl/grpo/reward_noise.py); None where not measured (noise_repeats 0, no TRL metrics)."""
     from engine.config import from_dict
-    from engine.demo.measures import grpo_stage
+    from pipelines.demo.measures import grpo_stage
     from rl.grpo.config import GrpoJobConfig
     from rl.grpo.reward_noise import measure_noise as run_noise
 
@@ -197,11 +164,11 @@ def measure_noise(cfg: DemoConfig, ledger: Ledger, runs: dict[str, dict]) -> dic
             grpo_cfg = from_dict(GrpoJobConfig, json.loads((folder / "grpo_config.json").read_text()))
             return run_noise(grpo_cfg, json.loads((folder / "summary.json").read_text()), cfg.noise_repeats)
 
-        out[name] = ledger.run(f"noise/{name}", [ledger.entries[f"train/{name}"]["hash"], cfg.noise_repeats], measure)
+        out[name] = ledger.run(f"noise/{name}", [ledger.stages[f"train/{name}"]["hash"], cfg.noise_repeats], measure)
     return out
 
 
-def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, runs: dict[str, dict], out: Path) -> dict:
+def evaluate(cfg: DemoConfig, ledger: StageLedger, heldout: Path, model_path: Path, runs: dict[str, dict], out: Path) -> dict:
     from pipelines.evaluate import EvalJobConfig, run_eval
 
     models = {"base": str(model_path), **{name: r["final_model"] for name, r in runs.items()}}
@@ -221,7 +188,7 @@ def evaluate(cfg: DemoConfig, ledger: Ledger, heldout: Path, model_path: Path, r
                                         "accuracy_definition", "wall_s"))
 
     # keyed on the training runs' ledger hashes: a retrained arm in the same folder is a new model
-    trained = {n: ledger.entries[f"train/{n}"]["hash"] for n in runs}
+    trained = {n: ledger.stages[f"train/{n}"]["hash"] for n in runs}
     return ledger.run("eval", [to_dict(ev_cfg), trained, data_identity(cfg.heldout, heldout)], run)
 
 
@@ -240,14 +207,14 @@ def warmstart_note(model_path: Path) -> dict:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    from engine.demo.report import write_report
+    from pipelines.demo.report import write_report
     from rl.sources import resolve_data, resolve_model
 
     cfg.validate()
     started = time.time()
     out = Path(cfg.out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(out)
+    ledger = StageLedger(out / LEDGER)
     model_path, model_id = resolve_model(cfg.model)
     pool = resolve_data(cfg.pool, out / "inputs", "pool")
     heldout = resolve_data(cfg.heldout, out / "inputs", "heldout")
@@ -278,7 +245,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "train_noise": noise,
         "arms_not_trained": skipped,
         "eval": ev,
-        "stage_wall_s": {name: e.get("wall_s") for name, e in ledger.entries.items()},
+        "stage_wall_s": {name: e.get("wall_s") for name, e in ledger.stages.items()},
         **warmstart_note(model_path),
     }
     summary.update(write_report(cfg, summary, out))

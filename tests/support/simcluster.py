@@ -12,7 +12,7 @@ session Ray, for instance): `ray.cluster_utils.Cluster` creates its nodes in-pro
 `ray.init` state is per process. Tests and benchmarks therefore host it in a subprocess and run
 each job as one more subprocess, the driver, with RAY_ADDRESS set to the cluster:
 
-    python -m pipelines.simcluster score cmab --config configs/cmab/tiny.yaml \
+    python -m tests.support.simcluster score cmab --config configs/cmab/tiny.yaml \
         --placement '{"resources": {"fake_gpu": 1}, "accelerator_type": "SIM"}' --stats stats.json key=value ...
 
 The driver runs the same `run_cmab` / `run_pism` that `gradus score` runs, with the pool config
@@ -176,9 +176,9 @@ class ActorWatch:
 
 
 def start_driver(sim: SimulatedCluster, args: list[str], log: Path) -> subprocess.Popen:
-    """`python -m pipelines.simcluster <args>` as a job driver on the simulated cluster."""
+    """`python -m tests.support.simcluster <args>` as a job driver on the simulated cluster."""
     handle = open(log, "w")
-    return subprocess.Popen([sys.executable, "-m", "pipelines.simcluster", *args], cwd=REPO_ROOT, env=sim.driver_env(),
+    return subprocess.Popen([sys.executable, "-m", "tests.support.simcluster", *args], cwd=REPO_ROOT, env=sim.driver_env(),
                             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -217,7 +217,7 @@ def _stage_stats(summaries, needle: str) -> list[dict]:
 
 
 def _score(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.simcluster score")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.simcluster score")
     parser.add_argument("pipeline", choices=["cmab", "pism"])
     parser.add_argument("--config", required=True)
     parser.add_argument("--placement", default="{}", help="JSON: accelerator_type, resources, spread")

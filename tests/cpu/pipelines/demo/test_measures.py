@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.demo.compare import comparison_rows
-from engine.demo.measures import informative_curves, measure_arms, scoring_generations, uses_scores
+from pipelines.demo.compare import comparison_rows
+from pipelines.demo.measures import informative_curves, measure_arms, scoring_generations, uses_scores
 from engine.shaping.select import expand
 from engine.config import to_dict
 
@@ -37,6 +37,23 @@ def test_which_selections_needed_the_scores():
     scored = scoring_generations({"sft": {"selection": "mid"}, "grpo": {"selection": "hard"}}, specs, PISM, CMAB)
     assert scored == {"scoring": 1234, "scoring_by": {"pism": 1200, "cmab": 34}}
     assert scoring_generations({"grpo": {"selection": "random"}}, specs, PISM, CMAB)["scoring"] == 0
+    # an arm whose GRPO samples online reads the scores through its sampler's prior, even on the full set
+    assert scoring_generations({"grpo": {"selection": "fullset"}}, specs, PISM, CMAB, online=True)["scoring"] == 1234
+
+
+def test_online_arm_is_the_full_set_with_the_sampler_on_its_grpo_stage_only(tmp_path):
+    from pipelines.demo.config import ArmConfig, DemoConfig, arm_samples_online
+    from pipelines.demo.run import arm_curriculum
+
+    cfg = DemoConfig()
+    cfg.arms["sft_online"] = ArmConfig("sft_mid_grpo_hard", ["sampler.kind=online"])
+    assert cfg.arms["online"].select_arm == "grpo_fullset"
+    assert {label: arm_samples_online(cfg, label) for label in ("fullset", "online", "sft_online")} == {
+        "fullset": False, "online": True, "sft_online": True}
+    select = {"arms": {"grpo_fullset": {"grpo": {"path": "fullset"}}, "sft_mid_grpo_hard": {"sft": {"path": "mid"}, "grpo": {"path": "hard"}}}}
+    stages = {s.name: s for s in arm_curriculum(cfg, "sft_online", 0, select, tmp_path / "m", tmp_path).stages}
+    assert stages["grpo"].overrides == [*cfg.grpo.overrides, "sampler.kind=online"]
+    assert "sampler.kind=online" not in stages["sft"].overrides
 
 
 def _run(tmp_path: Path, name: str, shares: list[float], group: int = 4, prompts: int = 2, sft: bool = False) -> dict:

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_config
-from engine.demo import DemoConfig
-from engine.demo.run import _recipe, arm_curriculum
+from pipelines.demo import DemoConfig
+from pipelines.demo.run import _recipe, arm_curriculum
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 CLUSTER = REPO / "configs" / "demo" / "qwen2_5_vl_7b_cluster.yaml"
 
 
 def test_cluster_config_stage_recipes_load_and_validate():
-    from engine.shaping.select_job import SelectJobConfig
-    from engine.shaping.store_job import StoreConfig
+    from pipelines.shaping.select import SelectJobConfig
+    from pipelines.shaping.store import StoreConfig
     from pipelines.cmab import CmabJobConfig
     from pipelines.evaluate import EvalJobConfig
     from pipelines.pism import PismJobConfig
@@ -65,7 +65,9 @@ def test_cluster_arms_compose_in_verl_with_one_step_budget(tmp_path, warm_corpus
 
     budgets = set()
     for label in cfg.arms:
-        plan = run_curriculum(arm_curriculum(cfg, label, 0, record, tiny_random_model, tmp_path), dry_run=True)
+        curriculum = arm_curriculum(cfg, label, 0, record, tiny_random_model, tmp_path)
+        curriculum.dry_run = True
+        plan = run_curriculum(curriculum)
         stages = plan["stages"]
         assert stages[0]["input_model"] == str(tiny_random_model)
         for prev, cur in zip(stages, stages[1:]):

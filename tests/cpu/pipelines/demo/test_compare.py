@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from engine.demo.compare import comparison_rows, reading
+from pipelines.demo.compare import comparison_rows, reading
 
 
 def _rows(model: str, rates: list[float], task: str = "color") -> list[dict]:

@@ -27,6 +27,7 @@ class ArmConfig:
     """One training arm: an arm of the selection job, GRPO-only(x) or SFT(x)+GRPO(y) (the label is its key)."""
 
     select_arm: str = ""  # arm name in the selection job (e.g. grpo_mid_hard, sft_mid_grpo_hard)
+    grpo_overrides: list[str] = field(default_factory=list)  # on top of demo.grpo's, this arm's GRPO only (e.g. sampler.kind=online)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class DemoConfig:
         "random": ArmConfig("grpo_random"),
         "mid_hard": ArmConfig("grpo_mid_hard"),
         "sft_grpo": ArmConfig("sft_mid_grpo_hard"),
+        "online": ArmConfig("grpo_fullset", ["sampler.kind=online"]),  # the whole pool, each step's prompts chosen online
     })
     heatmaps_per_task: int = 1  # CMAB attention heatmaps in the report
     noise_repeats: int = 8  # noise windows per GRPO stage for train_reward_margin_sd (rl/grpo/reward_noise.py); 0: not measured
@@ -72,3 +74,13 @@ class DemoConfig:
             raise ConfigError("demo.heldout_limit must be >= 0")
         if self.noise_repeats < 0 or self.noise_repeats == 1:
             raise ConfigError("demo.noise_repeats must be 0 (not measured) or >= 2 (an sd needs two windows)")
+
+
+def arm_samples_online(cfg: DemoConfig, label: str) -> bool:
+    """Whether the arm's GRPO stage picks its prompts with the online sampler (whose prior reads the scores)."""
+    from engine.config import load_config
+    from engine.paths import repo_path
+    from rl.grpo.config import GrpoJobConfig
+
+    grpo = load_config(GrpoJobConfig, repo_path(cfg.grpo.config), [*cfg.grpo.overrides, *cfg.arms[label].grpo_overrides])
+    return grpo.sampler.kind == "online"

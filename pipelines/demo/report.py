@@ -2,7 +2,7 @@
 
 Sections: corpus, PISM (survival, buckets), CMAB (rho-bar, heatmaps), PISM vs CMAB agreement,
 selections, training curves, the GRPO mechanism per arm (informative share per step, margin over
-noise, generations spent; engine/demo/measures.py), held-out accuracy per task and pass@k, the
+noise, generations spent; pipelines/demo/measures.py), held-out accuracy per task and pass@k, the
 comparison table.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from engine.demo.compare import comparison_rows, reading
-from engine.demo.config import DemoConfig
-from engine.demo.measures import informative_curves, measure_arms
+from pipelines.demo.compare import comparison_rows, reading
+from pipelines.demo.config import DemoConfig, arm_samples_online
+from pipelines.demo.measures import informative_curves, measure_arms
 
 
 def _plt():
@@ -127,7 +127,7 @@ def plot_informative_share(curves: dict[str, list[tuple[int, float]]], path: Pat
 
 
 def mechanism_rows(arms: dict[str, dict]) -> list[dict]:
-    """The report's per-arm table of the mechanism and the cost (engine/demo/measures.py)."""
+    """The report's per-arm table of the mechanism and the cost (pipelines/demo/measures.py)."""
     return [{"arm": label, "informative share (mean)": a["informative_share"],
              "first -> last window": f"{a['informative_share_first']} -> {a['informative_share_last']}",
              "mean |advantage|": a["adv_abs_mean"], "zero-signal rollouts (share)": a["zero_signal_share"],
@@ -174,7 +174,7 @@ def write_report(cfg: DemoConfig, summary: dict[str, Any], out: Path) -> dict[st
     arm_sets = {label: sets for label, sets in _arm_sets(cfg, record).items() if label not in summary["arms_not_trained"]}
     rows = comparison_rows(results, arm_sets, cfg.seeds)
     measured = measure_arms(arm_sets, record["spec"]["selections"], rows, summary["train"], summary.get("train_noise") or {},
-                            cfg.seeds, summary["pism"], summary["cmab"])
+                            cfg.seeds, summary["pism"], summary["cmab"], [a for a in arm_sets if arm_samples_online(cfg, a)])
     notes = ([summary["warning"]] if summary.get("warning") else []) + reading(rows) + mechanism_reading(
         measured["arms"], measured["detectable_effect"]) + [f"{label}: not trained ({why})." for label, why in summary["arms_not_trained"].items()]
     table, rho, frame = agreement(out / "store")

@@ -1,7 +1,7 @@
 """Per arm: the GRPO mechanism, the training reward's rise over noise, the cost, and what it bought.
 
 What `summary.json` carries under `arms.<label>` (besides the comparison row's accuracy, paired
-differences and SEs, engine/demo/compare.py):
+differences and SEs, pipelines/demo/compare.py):
 - informative_share (+ _first / _last, adv_abs_mean, zero_signal_share): the GRPO stage's group
   signal (rl/grpo/group_signal.py), mean over its steps, then over seeds;
 - train_reward_first / _last, train_reward_margin_sd: the GRPO stage's last-window minus
@@ -9,7 +9,8 @@ differences and SEs, engine/demo/compare.py):
   stage's starting model (rl/grpo/reward_noise.py, as benchmarks/grpo_tiny.py measures it), mean over seeds;
 - generations.scoring: generations the arm's selection needed: the whole pool's PISM + CMAB
   scoring when any of its sets depends on a difficulty score (kind buckets / range / unsolved,
-  directly or through `pool` / `exclude`), else 0 (fullset; a random set drawn only by size);
+  directly or through `pool` / `exclude`) or when its GRPO stage samples online (the sampler's
+  prior reads the scores), else 0 (fullset; a random set drawn only by size);
 - generations.training: rollouts of its GRPO stage, from the run's own per-step counters (first
   seed's run, the one vs_base compares); generations.total = scoring + training;
 - acc_gain_per_1k_generations: vs_base per 1 000 generations of generations.total.
@@ -28,7 +29,7 @@ COMPARED = ("paradigm", "train_sets", "acc", "se_items", "sd_seeds", "vs_base", 
 
 
 def grpo_stage(run: Mapping[str, Any]) -> dict | None:
-    """The GRPO stage of a training run record (engine/demo/run.py `_train_record`); None if it has none."""
+    """The GRPO stage of a training run record (pipelines/demo/run.py `_train_record`); None if it has none."""
     stages = [s for s in run.get("stages", []) if s.get("kind") == "grpo"]
     return stages[-1] if stages else None
 
@@ -43,8 +44,7 @@ def metric_rows(run: Mapping[str, Any]) -> list[dict]:
 
 
 def run_signal(run: Mapping[str, Any]) -> dict[str, Any]:
-    from rl.grpo.group_signal import summarize_signal
-    from rl.grpo.trl_backend import reward_window
+    from rl.grpo.group_signal import reward_window, summarize_signal
 
     rows = metric_rows(run)
     return summarize_signal(rows, reward_window(len(rows)))
@@ -59,9 +59,9 @@ def uses_scores(name: str, specs: Mapping[str, Mapping[str, Any]]) -> bool:
 
 
 def scoring_generations(sets: Mapping[str, Mapping[str, Any]], specs: Mapping[str, Mapping[str, Any]],
-                        pism: Mapping[str, Any], cmab: Mapping[str, Any]) -> dict[str, Any]:
+                        pism: Mapping[str, Any], cmab: Mapping[str, Any], online: bool = False) -> dict[str, Any]:
     """Generations of scoring an arm needed: the pool's PISM + CMAB generations, or none (module docstring)."""
-    needed = any(uses_scores(s["selection"], specs) for s in sets.values())
+    needed = online or any(uses_scores(s["selection"], specs) for s in sets.values())
     by = {"pism": int(pism.get("generations") or 0), "cmab": int(cmab.get("generations") or 0)} if needed else {"pism": 0, "cmab": 0}
     return {"scoring": sum(by.values()), "scoring_by": by}
 
@@ -114,11 +114,12 @@ def best_arm_vs_base_in_se(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, A
 
 def measure_arms(arm_sets: Mapping[str, Mapping[str, Any]], select_specs: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
                  train: Mapping[str, Mapping[str, Any]], noise: Mapping[str, Mapping[str, Any] | None], seeds: Sequence[int],
-                 pism: Mapping[str, Any], cmab: Mapping[str, Any]) -> dict[str, Any]:
+                 pism: Mapping[str, Any], cmab: Mapping[str, Any], online: Sequence[str] = ()) -> dict[str, Any]:
     """Every trained arm's record + the top-level numbers (module docstring).
 
     `arm_sets`: label -> the selection job's arm ({role: {selection, count}}); `select_specs`: the
-    selection job's resolved selection specs; `rows`: comparison_rows; `train` / `noise`: by run name."""
+    selection job's resolved selection specs; `rows`: comparison_rows; `train` / `noise`: by run name;
+    `online`: labels of the arms whose GRPO samples online."""
     by_data = {r["data"]: r for r in rows}
     arms = {}
     for label, sets in arm_sets.items():
@@ -126,7 +127,7 @@ def measure_arms(arm_sets: Mapping[str, Mapping[str, Any]], select_specs: Mappin
         if label not in by_data or not names:
             continue
         arms[label] = arm_record(by_data[label], [train[n] for n in names], [noise.get(n) for n in names],
-                                 scoring_generations(sets, select_specs, pism, cmab))
+                                 scoring_generations(sets, select_specs, pism, cmab, label in online))
     return {"arms": arms, "detectable_effect": detectable_effect(arms), **best_arm_vs_base_in_se(arms)}
 
 

@@ -1,7 +1,6 @@
-"""`gradus` command line: one subcommand per recipe, each `--config FILE` plus `key=value` overrides.
-
-The recipe registry below is the single list of what the CLI can run (torchtune style); each
-entry names its config dataclass, default YAML and the function that runs it.
+"""`gradus` command line: one subcommand per recipe of pipelines/registry.py, each `--config FILE`
+plus `key=value` overrides; a recipe's flags are sugar for its config fields. Besides the recipes:
+`data convert|export|pass-rates` (format tools) and `submit` / `jobs` (recipes as Ray jobs).
 """
 from __future__ import annotations
 
@@ -10,277 +9,11 @@ from collections import Counter
 import json
 import signal
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
 
 from engine.config import ConfigError, dump_yaml, load_config
 from engine.data.sample import SPLITS
-from engine.paths import CONFIG_DIR, cache_root
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str  # "group action", e.g. "data synth"
-    help: str
-    config_cls: Callable[[], type]  # lazy: heavy imports happen only for the recipe that runs
-    default_config: str  # relative to configs/
-    run: Callable[[Any, argparse.Namespace], Any]  # (config, parsed CLI args)
-    extra_args: Callable[[argparse.ArgumentParser], None] | None = None
-
-
-def _synth_cls():
-    from engine.synth.config import SynthConfig
-
-    return SynthConfig
-
-
-def _synth_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="", help="output directory (default: the gradus cache, keyed by config hash)")
-
-
-def _run_synth(cfg, args) -> dict:
-    from engine.synth import build_corpus
-    from rl.warmstart import ensure_corpus
-
-    if not args.out:
-        return {"out": str(ensure_corpus(cfg, cache_root()))}
-    return {"out": args.out, **build_corpus(cfg, args.out)}
-
-
-def _warmstart_cls():
-    from rl.warmstart import WarmstartConfig
-
-    return WarmstartConfig
-
-
-def _run_warmstart(cfg, args) -> dict:
-    from rl.warmstart import ensure_warmstart, read_record
-
-    path = ensure_warmstart(cfg)
-    record = read_record(path)
-    return {"model_path": str(path), **{k: record[k] for k in ("overall_acc", "per_family", "accepted", "acceptance", "wall_s")}}
-
-
-def _build_tiny_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="", help="directory for the HF model folder (required)")
-
-
-def _run_build_tiny(cfg, args) -> dict:
-    from rl.warmstart import build_initial_model
-
-    if not args.out:
-        raise ConfigError("model build-tiny: --out DIR is required")
-    path = build_initial_model(cfg, args.out)
-    return {"model_path": str(path), "model_id": cfg.model.model_id}
-
-
-def _generate_cls():
-    from pipelines.generate import GenerateJobConfig
-
-    return GenerateJobConfig
-
-
-def _run_generate(cfg, args) -> dict:
-    from pipelines.generate import run_generate
-
-    return run_generate(cfg)
-
-
-def _pism_cls():
-    from pipelines.pism import PismJobConfig
-
-    return PismJobConfig
-
-
-def _run_pism(cfg, args) -> dict:
-    from pipelines.pism import run_pism
-
-    return run_pism(cfg)
-
-
-def _cmab_cls():
-    from pipelines.cmab import CmabJobConfig
-
-    return CmabJobConfig
-
-
-def _run_cmab(cfg, args) -> dict:
-    from pipelines.cmab import run_cmab
-
-    return run_cmab(cfg)
-
-
-def _eval_cls():
-    from pipelines.evaluate import EvalJobConfig
-
-    return EvalJobConfig
-
-
-def _run_eval(cfg, args) -> dict:
-    from pipelines.evaluate import run_eval
-
-    return run_eval(cfg)
-
-
-def _rejection_cls():
-    from pipelines.rejection_sample import RejectionSampleConfig
-
-    return RejectionSampleConfig
-
-
-def _run_rejection(cfg, args) -> dict:
-    from pipelines.rejection_sample import run_rejection_sample
-
-    return run_rejection_sample(cfg)
-
-
-def _reformulate_cls():
-    from engine.shaping.reformulate_job import ReformulateJobConfig
-
-    return ReformulateJobConfig
-
-
-def _run_reformulate(cfg, args) -> dict:
-    from engine.shaping.reformulate_job import run_reformulate
-
-    return run_reformulate(cfg)
-
-
-def _store_cls():
-    from engine.shaping.store_job import StoreConfig
-
-    return StoreConfig
-
-
-def _run_store(cfg, args) -> dict:
-    from engine.shaping.store_job import run_store
-
-    return run_store(cfg)
-
-
-def _select_cls():
-    from engine.shaping.select_job import SelectJobConfig
-
-    return SelectJobConfig
-
-
-def _run_select(cfg, args) -> dict:
-    from engine.shaping.select_job import run_select
-
-    return run_select(cfg)
-
-
-def _mix_cls():
-    from engine.shaping.mix_job import MixJobConfig
-
-    return MixJobConfig
-
-
-def _run_mix(cfg, args) -> dict:
-    from engine.shaping.mix_job import run_mix
-
-    return run_mix(cfg)
-
-
-def _mix_search_cls():
-    from engine.shaping.mix_job import MixSearchConfig
-
-    return MixSearchConfig
-
-
-def _run_mix_search(cfg, args) -> dict:
-    from engine.shaping.mix_job import run_mixture_search
-
-    return run_mixture_search(cfg)
-
-
-def _grpo_cls():
-    from rl.grpo.config import GrpoJobConfig
-
-    return GrpoJobConfig
-
-
-def _grpo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["verl", "trl"], default=None, help="overrides the config's backend")
-    p.add_argument("--dry-run", action="store_true", help="verl: export data, validate and print the run without launching it")
-
-
-def _run_grpo(cfg, args) -> dict:
-    from rl.grpo.run import run_grpo
-
-    if args.backend:
-        cfg.backend = args.backend
-    return run_grpo(cfg, dry_run=args.dry_run)
-
-
-def _sft_cls():
-    from rl.sft.config import SFTConfig
-
-    return SFTConfig
-
-
-def _run_sft(cfg, args) -> dict:
-    from rl.sft.run import run_sft_job
-
-    return run_sft_job(cfg)
-
-
-def _curriculum_cls():
-    from rl.curriculum.config import CurriculumConfig
-
-    return CurriculumConfig
-
-
-def _curriculum_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dry-run", action="store_true", help="resolve every stage (verl: export data, validate the override set) without training")
-
-
-def _run_curriculum(cfg, args) -> dict:
-    from rl.curriculum.run import run_curriculum
-
-    return run_curriculum(cfg, dry_run=args.dry_run)
-
-
-def _demo_cls():
-    from engine.demo import DemoConfig
-
-    return DemoConfig
-
-
-def _run_demo(cfg, args) -> dict:
-    from engine.demo import run_demo
-
-    return run_demo(cfg)
-
-
-RECIPES: dict[str, Recipe] = {
-    r.name: r
-    for r in [
-        Recipe("data synth", "render the synthetic verifiable corpus to canonical parquet shards", _synth_cls, "synth/default.yaml", _run_synth, _synth_args),
-        Recipe("model build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer from the synthetic corpus, random weights)", _warmstart_cls, "warmstart/tiny.yaml", _run_build_tiny, _build_tiny_args),
-        Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)", _warmstart_cls, "warmstart/tiny.yaml", _run_warmstart),
-        Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations", _generate_cls, "generate/default.yaml", _run_generate),
-        Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable", _pism_cls, "pism/tiny.yaml", _run_pism),
-        Recipe("score cmab", "CMAB difficulty on Ray Data: attention balance from one lean forward per verified answer, resumable", _cmab_cls, "cmab/tiny.yaml", _run_cmab),
-        Recipe("eval", "before/after accuracy per task and pass@k (unbiased, n seeded draws per item) on a held-out split, resumable",
-               _eval_cls, "eval/default.yaml", _run_eval),
-        Recipe("data rejection-sample", "rejection-sampling SFT data: n sampled responses per item, keep the verified ones as canonical shards",
-               _rejection_cls, "rejection/default.yaml", _run_rejection),
-        Recipe("data reformulate", "Curr-ReFT stages from open samples: balanced yes/no judge and letter-choice variants with verifier-checked distractors",
-               _reformulate_cls, "reformulate/default.yaml", _run_reformulate),
-        Recipe("store build", "join PISM/CMAB/pass-rate scores onto canonical samples: hive-partitioned difficulty store, provenance per run", _store_cls, "store/default.yaml", _run_store),
-        Recipe("select", "named selections and GRPO-only / SFT+GRPO arms from a difficulty store (presets grpo_only, sft_grpo, paper_table4)", _select_cls, "select/default.yaml", _run_select),
-        Recipe("mix build", "MoDoMoDo domain mixture: weights + concat/interleave strategy + budget, optional easy->hard curriculum order", _mix_cls, "mix/default.yaml", _run_mix),
-        Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty, the next runs to launch", _mix_search_cls, "mix/search.yaml", _run_mix_search),
-        Recipe("train grpo", "GRPO: verl on a cluster (ray job submit; validated override set) or TRL on this machine", _grpo_cls, "grpo/tiny_trl.yaml", _run_grpo, _grpo_args),
-        Recipe("train sft", "SFT on Ray Train (CPU workers: DDP over gloo; GPU workers: DDP or DeepSpeed ZeRO); warmstart: references for model and data",
-               _sft_cls, "sft/tiny.yaml", _run_sft),
-        Recipe("train curriculum", "SFT / GRPO stages as one resumable job, each from the previous stage's final model (per-stage data, overrides, stop criteria)",
-               _curriculum_cls, "curriculum/tiny_sft_grpo.yaml", _run_curriculum, _curriculum_args),
-        Recipe("demo", "the main job end to end on the embedded default", _demo_cls, "demo.yaml", _run_demo),
-    ]
-}
+from engine.paths import CONFIG_DIR
+from pipelines.registry import RECIPES, Flag, Recipe
 
 
 # What each command group holds (`gradus GROUP --help`).
@@ -339,9 +72,29 @@ def _add_recipe_args(p: argparse.ArgumentParser, recipe: Recipe) -> None:
     p.add_argument("--config", default=str(CONFIG_DIR / recipe.default_config), help=f"YAML config (default configs/{recipe.default_config})")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, values parsed as YAML (docs/configs.md lists every key)")
-    if recipe.extra_args:
-        recipe.extra_args(p)
+    for flag in recipe.flags:
+        if flag.switch:
+            p.add_argument(flag.option, dest=_flag_dest(flag), action="store_true", help=f"{flag.help} (sets {flag.field}=true)")
+        else:
+            p.add_argument(flag.option, dest=_flag_dest(flag), default=None, choices=flag.choices or None,
+                           help=f"{flag.help} (sets {flag.field})")
     p.set_defaults(recipe=recipe)
+
+
+def _flag_dest(flag: Flag) -> str:
+    return "flag_" + flag.field.replace(".", "__")
+
+
+def _flag_overrides(recipe: Recipe, args: argparse.Namespace) -> list[str]:
+    """The given flags as `field=value` overrides, after the user's: a flag wins, as it always did."""
+    overrides = []
+    for flag in recipe.flags:
+        value = getattr(args, _flag_dest(flag))
+        if value is True:
+            overrides.append(f"{flag.field}=true")
+        elif value not in (None, False):
+            overrides.append(f"{flag.field}={json.dumps(value)}")  # JSON text is YAML: a path stays a string
+    return overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -415,12 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_submit(args):
     from engine import jobs
+    from pipelines.submit import submit
 
     pipeline, overrides = " ".join(args.pipeline.split()), list(args.overrides)
     if pipeline not in RECIPES and overrides and "=" not in overrides[0]:  # `gradus submit score pism ...` unquoted
         pipeline, overrides = f"{pipeline} {overrides[0]}", overrides[1:]
-    record = jobs.submit(pipeline, args.config, overrides, recipes=RECIPES, config_dir=CONFIG_DIR, addr=args.address,
-                         runtime_env_file=args.runtime_env, job_id=args.job_id, python=args.python)
+    record = submit(pipeline, args.config, overrides, addr=args.address, runtime_env_file=args.runtime_env,
+                    job_id=args.job_id, python=args.python)
     print(json.dumps(record, indent=2), flush=True)
     if args.follow:
         return ExitCode(jobs.follow(record["job_id"], args.address))
@@ -522,15 +276,15 @@ def _run(args):
         return args.handler(args)
     recipe: Recipe = args.recipe
     config = args.config
-    if config.startswith("env:"):  # a submitted job's resolved config (engine/jobs.py)
-        from engine.jobs import config_from_env
+    if config.startswith("env:"):  # a submitted job's resolved config (pipelines/submit.py)
+        from pipelines.submit import config_from_env
 
         config = config_from_env(config[4:])
-    cfg = load_config(recipe.config_cls(), config, args.overrides)
+    cfg = load_config(recipe.config_cls(), config, [*args.overrides, *_flag_overrides(recipe, args)])
     if args.print_config:
         print(dump_yaml(cfg), end="")
         return ExitCode(0)
-    return recipe.run(cfg, args)
+    return recipe.runner()(cfg)
 
 
 def _ray_connected() -> bool:

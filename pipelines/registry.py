@@ -1,0 +1,88 @@
+"""Every runnable recipe, as data: the one table the CLI (pipelines/cli.py), `gradus submit`
+(pipelines/submit.py) and the config reference page (pipelines/reference.py) read.
+
+A recipe is a config dataclass, its default YAML under configs/, and a function `run(cfg)`. Both are
+named as "module:attribute" and imported only when used, so `gradus --help` stays fast and a recipe's
+heavy dependencies load only when it runs. A flag is sugar for one config field: `--dry-run` sets
+`dry_run=true`, so whatever a flag does, a config file or a `key=value` override can do too.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Flag:
+    option: str  # e.g. "--dry-run"
+    field: str  # the dotted config field it sets
+    help: str
+    choices: tuple[str, ...] = ()
+    switch: bool = False  # a flag without a value: sets the field to true
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # "group action", e.g. "data synth"
+    help: str
+    config: str  # "module:ConfigClass"
+    run: str  # "module:function", called as function(cfg)
+    default_config: str  # relative to configs/
+    flags: tuple[Flag, ...] = ()
+
+    def config_cls(self) -> type:
+        return _attribute(self.config)
+
+    def runner(self) -> Callable[[Any], Any]:
+        return _attribute(self.run)
+
+
+def _attribute(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_OUT_CORPUS = Flag("--out", "out", "output directory (default: the gradus cache, keyed by config hash)")
+_OUT_MODEL = Flag("--out", "out", "directory for the HF model folder (required)")
+_BACKEND = Flag("--backend", "backend", "overrides the config's backend", choices=("verl", "trl"))
+_DRY_RUN_GRPO = Flag("--dry-run", "dry_run", "verl: export data, validate and print the run without launching it", switch=True)
+_DRY_RUN_CURRICULUM = Flag("--dry-run", "dry_run", "resolve every stage (verl: export data, validate the override set) without training",
+                           switch=True)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in [
+    Recipe("data synth", "render the synthetic verifiable corpus to canonical parquet shards",
+           "pipelines.warmstart:SynthJobConfig", "pipelines.warmstart:run_synth", "synth/default.yaml", (_OUT_CORPUS,)),
+    Recipe("model build-tiny", "build the tiny Qwen2.5-VL offline (tokenizer from the synthetic corpus, random weights)",
+           "pipelines.warmstart:BuildTinyConfig", "pipelines.warmstart:run_build_tiny", "warmstart/tiny.yaml", (_OUT_MODEL,)),
+    Recipe("model warmstart", "build the tiny Qwen2.5-VL offline and SFT it on the synthetic corpus (cached)",
+           "rl.warmstart:WarmstartConfig", "pipelines.warmstart:run_warmstart", "warmstart/tiny.yaml"),
+    Recipe("generate", "Ray Data pipeline: shards -> vLLM/HF actor pool -> verified generations",
+           "pipelines.generate:GenerateJobConfig", "pipelines.generate:run_generate", "generate/default.yaml"),
+    Recipe("score pism", "PISM difficulty on Ray Data: masked multi-ratio generation on vLLM/HF actor pools, resumable",
+           "pipelines.pism:PismJobConfig", "pipelines.pism:run_pism", "pism/tiny.yaml"),
+    Recipe("score cmab", "CMAB difficulty on Ray Data: attention balance from one lean forward per verified answer, resumable",
+           "pipelines.cmab:CmabJobConfig", "pipelines.cmab:run_cmab", "cmab/tiny.yaml"),
+    Recipe("eval", "before/after accuracy per task and pass@k (unbiased, n seeded draws per item) on a held-out split, resumable",
+           "pipelines.evaluate:EvalJobConfig", "pipelines.evaluate:run_eval", "eval/default.yaml"),
+    Recipe("data rejection-sample", "rejection-sampling SFT data: n sampled responses per item, keep the verified ones as canonical shards",
+           "pipelines.rejection_sample:RejectionSampleConfig", "pipelines.rejection_sample:run_rejection_sample", "rejection/default.yaml"),
+    Recipe("data reformulate", "Curr-ReFT stages from open samples: balanced yes/no judge and letter-choice variants with verifier-checked distractors",
+           "pipelines.shaping.reformulate:ReformulateJobConfig", "pipelines.shaping.reformulate:run_reformulate", "reformulate/default.yaml"),
+    Recipe("store build", "join PISM/CMAB/pass-rate scores onto canonical samples: hive-partitioned difficulty store, provenance per run",
+           "pipelines.shaping.store:StoreConfig", "pipelines.shaping.store:run_store", "store/default.yaml"),
+    Recipe("select", "named selections and GRPO-only / SFT+GRPO arms from a difficulty store (presets grpo_only, sft_grpo, paper_table4)",
+           "pipelines.shaping.select:SelectJobConfig", "pipelines.shaping.select:run_select", "select/default.yaml"),
+    Recipe("mix build", "MoDoMoDo domain mixture: weights + concat/interleave strategy + budget, optional easy->hard curriculum order",
+           "pipelines.shaping.mix:MixJobConfig", "pipelines.shaping.mix:run_mix", "mix/default.yaml"),
+    Recipe("mix search", "mixture search from past (weights, score) runs: seed designs, heuristics, Scheffe surrogate proposal with uncertainty, the next runs to launch",
+           "pipelines.shaping.mix:MixSearchConfig", "pipelines.shaping.mix:run_mixture_search", "mix/search.yaml"),
+    Recipe("train grpo", "GRPO: verl on a cluster (ray job submit; validated override set) or TRL on this machine",
+           "rl.grpo.config:GrpoJobConfig", "rl.grpo.run:run_grpo", "grpo/tiny_trl.yaml", (_BACKEND, _DRY_RUN_GRPO)),
+    Recipe("train sft", "SFT on Ray Train (CPU workers: DDP over gloo; GPU workers: DDP or DeepSpeed ZeRO); warmstart: references for model and data",
+           "rl.sft.config:SFTConfig", "rl.sft.run:run_sft_job", "sft/tiny.yaml"),
+    Recipe("train curriculum", "SFT / GRPO stages as one resumable job, each from the previous stage's final model (per-stage data, overrides, stop criteria)",
+           "rl.curriculum.config:CurriculumConfig", "rl.curriculum.run:run_curriculum", "curriculum/tiny_sft_grpo.yaml", (_DRY_RUN_CURRICULUM,)),
+    Recipe("demo", "the main job end to end on the embedded default",
+           "pipelines.demo:DemoConfig", "pipelines.demo:run_demo", "demo.yaml"),
+]}
