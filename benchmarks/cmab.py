@@ -268,6 +268,8 @@ def alloc_record(runs: dict, seqs, device: str) -> dict:
         errs = [rho_errors(pick[("lean", st)], pick[("eager", st)]) for st in ("cold", "warm")]
         block["max_abs_err"][key], block["max_rel_err"][key] = max(e[0] for e in errs), max(e[1] for e in errs)
         block["runs"] += list(pick.values())
+    if not block["time_ratio"]:  # --repeats 0: not timed
+        del block["time_ratio"]
     block.update({"device": device, "dtype": runs[(seqs[0], "lean", "cold")]["dtype"], "machine": machine()})
     return {"peak_mem_ratio_alloc": ratios, "alloc": block}
 

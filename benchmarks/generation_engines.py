@@ -69,11 +69,14 @@ def main() -> None:
     runs = []
     load = os.getloadavg()[0]
     for _ in range(args.repeats):
+        run_load = round(os.getloadavg()[0], 2)  # this machine is shared: the load says how comparable the runs are
         with tempfile.TemporaryDirectory() as tmp:
             cmd = [sys.executable, __file__, "--label", args.label, "--items", str(args.items), "--n", str(args.n), "--one", tmp]
-            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"run failed ({done.returncode}): {done.stderr[-3000:]}")
             line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1]
-            runs.append(json.loads(line[len("RESULT "):]))
+            runs.append(json.loads(line[len("RESULT "):]) | {"load_average_at_start": run_load})
             print(runs[-1], flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     record = {args.label: {

@@ -19,11 +19,13 @@ Writes benchmarks/results/sampler.json:
   never does); the mean over seeds (null if any seed never matched);
 - per_seed: each run's reward_first / reward_last / informative share / wall, and the online
   arm's distinct prompts; prepare_s: scoring + store + selections (prepare_reused: the stages an
-  earlier run in the same --out had finished, so not redone).
+  earlier run in the same --out had finished, so not redone); `--selections DIR` trains on a
+  finished selection job's output (e.g. an earlier demo's <out_dir>/select) instead, recorded as
+  selections_from.
 Training rewards of arms that train on different prompts are not the same measurement of the
 model: an arm that picks prompts near pass rate 0.5 has a training reward near 0.5 by
 construction. docs/sampler.md says what the numbers do and do not show.
-Run: .venv/bin/python benchmarks/sampler.py [--seeds 0 1] [--steps 40] [--out outputs/bench/sampler]
+Run: .venv/bin/python benchmarks/sampler.py [--seeds 0 1] [--steps 20] [--out outputs/bench/sampler]
 """
 from __future__ import annotations
 
@@ -59,14 +61,25 @@ def prepare(out: Path):
     return cfg, model_path, select, pism
 
 
-def train(cfg, model_path: Path, select: dict, out: Path, arm: str, seed: int, steps: int) -> dict:
+def reuse(select_dir: Path):
+    """A finished selection job's output (selection.json + selections/), instead of scoring the pool again."""
+    from engine.config import load_config
+    from pipelines.demo.config import DemoConfig
+    from rl.sources import resolve_model
+
+    cfg = load_config(DemoConfig, REPO / "configs" / "demo.yaml")
+    select = json.loads((select_dir / "selection.json").read_text())
+    return cfg, resolve_model(cfg.model)[0], select
+
+
+def train(cfg, model_path: Path, select: dict, select_dir: Path, out: Path, arm: str, seed: int, steps: int) -> dict:
     from engine.config import load_config
     from engine.paths import repo_path
     from rl.grpo.config import GrpoJobConfig
     from rl.grpo.trl_backend import read_metrics, run_trl_grpo
 
     select_arm, extra = ARMS[arm]
-    data = out / "select" / select["arms"][select_arm]["grpo"]["path"]
+    data = select_dir / select["arms"][select_arm]["grpo"]["path"]
     run_dir = out / "train" / f"{arm}-s{seed}"
     grpo = load_config(GrpoJobConfig, repo_path(cfg.grpo.config), [
         *cfg.grpo.overrides, f"algorithm.steps={steps}", f"model_path={model_path}", f"output_dir={run_dir}",
@@ -93,21 +106,28 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=20)  # the main job's GRPO step budget
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench" / "sampler"))
+    parser.add_argument("--selections", default="", help="a finished selection job's folder (e.g. an earlier demo's "
+                        "<out_dir>/select) to train on instead of scoring the pool again")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.time()
     ledger = out / "stages.json"
     reused = sorted(json.loads(ledger.read_text())["stages"]) if ledger.is_file() else []  # stages an earlier run of this out dir finished
-    cfg, model_path, select, pism = prepare(out)
+    if args.selections:
+        select_dir = Path(args.selections)
+        cfg, model_path, select = reuse(select_dir)
+    else:
+        select_dir = out / "select"
+        cfg, model_path, select, _ = prepare(out)
     prepare_s = round(time.time() - started, 1)
 
     runs: dict[str, dict] = {}
     for seed in args.seeds:
         for arm in ARMS:
             t0 = time.time()
-            runs[f"{arm}-s{seed}"] = train(cfg, model_path, select, out, arm, seed, args.steps) | {"wall_s": round(time.time() - t0, 1)}
+            runs[f"{arm}-s{seed}"] = train(cfg, model_path, select, select_dir, out, arm, seed, args.steps) | {"wall_s": round(time.time() - t0, 1)}
 
     k = reward_window(args.steps)
     mean = lambda xs: round(sum(xs) / len(xs), 4)  # noqa: E731
@@ -134,11 +154,12 @@ def main() -> None:
         "window": k,
         "seeds": args.seeds,
         "per_seed": per_seed,
-        "pism_buckets": pism.get("buckets"),
+        "selection_sizes": {name: sel.get("count") for name, sel in select["selections"].items()},
+        "selections_from": str(select_dir),
         "recipe": {"config": cfg.grpo.config,
                    "overrides": [o for o in cfg.grpo.overrides if not o.startswith("algorithm.steps=")] + [f"algorithm.steps={args.steps}"]},
         "prepare_s": prepare_s,
-        "prepare_reused": reused,
+        "prepare_reused": [] if args.selections else reused,
         "wall_s": round(time.time() - started, 1),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, CPU only",
         "definitions": "informative_share: mean over steps and seeds of the share of prompt groups with differing rewards; "

@@ -126,11 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "default: the input's own directory")
     conv.add_argument("--split", default="train", choices=SPLITS, help="split given to records that name none")
     conv.set_defaults(handler=_cmd_convert)
-    exp = _command(data, "export", "write canonical shards in a training framework's format", epilog=_listing("formats", EXPORT_FORMATS))
+    exp = _command(data, "export", "write canonical shards in a training framework's format (streamed as a Ray Data job for large inputs)", epilog=_listing("formats", EXPORT_FORMATS))
     exp.add_argument("--to", dest="fmt", required=True, choices=list(EXPORT_FORMATS), metavar="FORMAT",
                      help=f"output format, one of: {', '.join(EXPORT_FORMATS)} (see formats below)")
     exp.add_argument("--input", required=True, help="canonical shards (a directory, or one parquet file)")
     exp.add_argument("--out", required=True, help="a file with the format's suffix, or a directory with one file per split")
+    exp.add_argument("--rows-per-block", type=int, default=1024, help="rows a Ray Data block converts at a time (memory bound)")
+    exp.add_argument("--actors", type=int, default=0, help="Ray Data actors converting blocks; 0 = one per CPU of the cluster")
+    exp.add_argument("--local-below-rows", type=int, default=20000,
+                     help="inputs with fewer rows are exported in this process (same code, no Ray job start-up)")
     exp.set_defaults(handler=_cmd_export)
     rates = _command(data, "pass-rates", "verl's rollout dump (trainer.rollout_data_dir) -> pass rates per sample id for `store build`")
     rates.add_argument("--rollouts", required=True, help="verl's rollout_data_dir (<step>.jsonl files)")
@@ -217,10 +221,10 @@ def _cmd_convert(args) -> dict:
 
 
 def _cmd_export(args) -> dict:
-    from engine.data.formats import write_records
-    from engine.data.shards import iter_samples
+    from engine.data.formats.export import export_shards
 
-    paths = write_records(args.fmt, list(iter_samples(args.input)), args.out)
+    paths = export_shards(args.fmt, args.input, args.out, rows_per_block=args.rows_per_block, actors=args.actors,
+                          local_below_rows=args.local_below_rows)
     return {"written": [str(p) for p in paths]}
 
 

@@ -35,7 +35,10 @@ from engine.generation.base import Generation, GenerationConfig
 from engine.generation.verified import ENGINE_ERROR, Verified, attach_verdicts, engine_failure
 from engine.generation.vllm_backend import engine_args, sampling_args
 
-CPU_STAGE_CPUS = 0.1  # the processor's light stages (multimodal parsing, chat template, pre/postprocess): the engine keeps the CPUs
+# The processor's light stages (multimodal parsing, chat template, pre/postprocess) reserve no
+# CPU: the engine's replica takes the pool's CPUs and the read tasks theirs, as with an actor pool.
+# Reserving even 0.1 each deadlocked a 2-CPU node (engine 1 + read task 1 + stages > 2: the read never ran).
+CPU_STAGE_CPUS = 0
 ENGINE_ERROR_COLUMN = "__inference_error__"  # set by ray.data.llm on a row the engine failed (should_continue_on_error)
 
 
@@ -135,7 +138,8 @@ def build(gen: GenerationConfig, actors, batch_rows: int):
     config = vLLMEngineProcessorConfig(
         model_source=gen.model_path, engine_kwargs=engine_args(gen, on_cpu=on_cpu), batch_size=batch_rows,
         concurrency=(actors.min_actors, actors.max_actors), accelerator_type=actors.accelerator_type or None,
-        placement_group_config={"bundles": [bundle]}, runtime_env={"env_vars": env},
+        placement_group_config={"bundles": [bundle]},
+        runtime_env={"env_vars": env, "worker_process_setup_hook": "pipelines.llm_batch.guard_worker"},
         prepare_multimodal_stage=light | {"chat_template_content_format": "openai"}, chat_template_stage=light,
         tokenize_stage={"enabled": False}, detokenize_stage={"enabled": False},
         log_engine_metrics=False,  # its metrics need a Prometheus port we do not open
@@ -144,6 +148,19 @@ def build(gen: GenerationConfig, actors, batch_rows: int):
     sampling = sampling_args(gen, None)
     return build_processor(config, preprocess=lambda row: _request(row, sampling), postprocess=_result,
                            preprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS}, postprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS})
+
+
+def guard_worker() -> None:
+    """Run by Ray as each of the processor's workers starts: what the worker starts (the vLLM
+    engine's processes) dies with it, however it dies. Our VLLMBackend does this in its actor
+    (engine/ray_session.guard_actor_processes); ray.data.llm's engine stage has no such hook. Seen
+    without it: a killed job left the engine core and its worker running."""
+    import os
+
+    from engine.ray_session import start_group_watchdog
+
+    if os.getpgid(0) == os.getpid():  # Ray put the worker in a process group of its own
+        start_group_watchdog()
 
 
 def _request(row: dict, sampling: dict) -> dict:

@@ -59,7 +59,7 @@ class Sizes:
     devices: tuple[str, str]  # seeded check: reference device, device under test
     device: str  # where P3, P4 and the bf16 check run
     seeded_requests: int
-    seeded_test_batch: int  # the device under test's batch size (smaller than the request count: other batch mates)
+    seeded_test_batch: int  # the engine under test's batch size (smoke: below the request count, so draws meet other batch mates)
     p3_per_family: int
     hf_batch_size: int
     p4_seqs: list[int]

@@ -11,6 +11,7 @@ writing a namespace that exists with other provenance is refused unless asked to
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -29,6 +30,7 @@ from engine import __version__
 from engine.config import ConfigError, config_hash
 from engine.data.sample import SAMPLE_SCHEMA
 from engine.data.shards import shard_paths
+from engine.data.stream import IdIndex, Shared, block_tag, run_blocks, take_rows
 from engine.publish import publish_dir
 
 STORE_FORMAT = "gradus-difficulty-store/1"
@@ -45,6 +47,7 @@ DEFAULT_PARTITIONS = ("domain",)
 # Columns a store may be partitioned by (low cardinality): these canonical ones, and `<ns>.stratum` / `<ns>.bucket`.
 PARTITIONABLE_SAMPLE_COLUMNS = ("domain", "split", "task", "source", "verifier")
 PARTITIONABLE_METRIC_COLUMNS = ("stratum", "bucket")
+LOCAL_BELOW_ROWS = 20000  # smaller stores are built in-process: a Ray Data job's start-up would cost more than the join
 _TAG = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -106,21 +109,32 @@ def column(ns: str, name: str) -> str:
 
 @dataclass
 class LoadedScores:
-    """One namespace's rows by sample id (unqualified column names) and the run's provenance."""
+    """One namespace's rows (id + the metric's columns, unqualified, one row per id, sorted by id)
+    and the run's provenance."""
 
     namespace: str
-    rows: dict[str, dict[str, Any]]
+    table: pa.Table
     provenance: dict[str, Any]
     files: list[str]
+
+    @property
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """The rows by id, as dicts (small runs, inspection)."""
+        return {row.pop("id"): row for row in self.table.to_pylist()}
 
     def entry(self, store_hash: str) -> dict[str, Any]:
         """The manifest's record of this run (joined_by: the store build that joined it)."""
         metric, tag = parse_namespace(self.namespace)
-        return {"metric": metric, "tag": tag, "files": self.files, "provenance": self.provenance, "score_rows": len(self.rows),
+        return {"metric": metric, "tag": tag, "files": self.files, "provenance": self.provenance, "score_rows": self.table.num_rows,
                 "joined_by": store_hash}
 
 
+SCORE_BATCH_ROWS = 65536  # score rows turned into Python at a time while they are checked
+
+
 def load_scores(ns: str, source: ScoreSource) -> LoadedScores:
+    """Reads only the columns the store keeps (ids and scores: small beside the samples), checks
+    them row by row in batches, and returns them as one Arrow table."""
     spec = metric_of(ns)
     if not source.path:
         raise ConfigError(f"sources.{ns}.path is empty")
@@ -129,19 +143,55 @@ def load_scores(ns: str, source: ScoreSource) -> LoadedScores:
     wanted = {"id", "error", "error_detail", "passed", "pass_rate", *PROVENANCE, *(name for name, _ in spec.values)}
     table = pa.concat_tables([pq.read_table(f, columns=[c for c in pq.read_schema(f).names if c in wanted]) for f in files],
                              promote_options="permissive")
-    raw = table.to_pylist()
     where = ", ".join(str(f) for f in files)
+    columns = table.column_names
     if spec.buckets:
-        rows = _bucketed_rows(spec, table.column_names, raw, where)
+        _require(columns, spec.required, spec.name, where)
+        _unique_ids(table, where)
+        make_row = lambda rid, group: _bucketed_row(spec, rid, group[0], where)  # noqa: E731
     else:
-        rows = _pass_rate_rows(table.column_names, raw, where)
-    provenance = _provenance(ns, table.column_names, raw, source, files)
-    for rid, row in rows.items():
-        for key in PROVENANCE:  # per row: a resumed run may span gradus versions
-            row[key] = row.get(key) if row.get(key) is not None else provenance[key]
-        if isinstance(row["gradus_version"], list):
-            row["gradus_version"] = ", ".join(row["gradus_version"])
-    return LoadedScores(ns, rows, provenance, [str(f) for f in files])
+        if "id" not in columns or not {"pass_rate", "passed"} & set(columns):
+            raise ValueError(f"{where}: not a pass-rate file: needs an id column and pass_rate (per id) or passed (per attempt)")
+        if "pass_rate" in columns:
+            _unique_ids(table, where)
+        make_row = lambda rid, group: _pass_rate_row(columns, rid, group, where)  # noqa: E731
+    provenance = _provenance(ns, table, source, files)
+    out_schema = pa.schema([("id", pa.string())] + list(spec.columns()))
+    parts = []
+    for batch in _id_groups(table):
+        rows = []
+        for rid, group in batch:
+            row = make_row(rid, group)
+            for key in PROVENANCE:  # per row: a resumed run may span gradus versions
+                row[key] = row.get(key) if row.get(key) is not None else provenance[key]
+            if isinstance(row["gradus_version"], list):
+                row["gradus_version"] = ", ".join(row["gradus_version"])
+            rows.append({"id": rid} | row)
+        parts.append(pa.Table.from_pylist(rows, schema=out_schema))
+    scores = pa.concat_tables(parts) if parts else out_schema.empty_table()
+    return LoadedScores(ns, scores, provenance, [str(f) for f in files])
+
+
+def _id_groups(table: pa.Table) -> Iterator[list[tuple[str, list[dict]]]]:
+    """Batches of (id, its rows in file order), ids ascending; a group is never split across batches."""
+    if not table.num_rows:
+        return
+    ids = pc.cast(table.column("id"), pa.string())
+    table = table.set_column(table.column_names.index("id"), "id", ids)
+    ordered = table.take(pc.sort_indices(table, [("id", "ascending")]))  # stable: rows of one id keep their order
+    carry: list[tuple[str, list[dict]]] = []
+    for start in range(0, ordered.num_rows, SCORE_BATCH_ROWS):
+        groups = carry
+        for row in ordered.slice(start, SCORE_BATCH_ROWS).to_pylist():
+            rid = row["id"]
+            if groups and groups[-1][0] == rid:
+                groups[-1][1].append(row)
+            else:
+                groups.append((rid, [row]))
+        carry = [groups.pop()]  # the last id may go on in the next batch
+        if groups:
+            yield groups
+    yield carry
 
 
 def _score_files(path: Path) -> list[Path]:
@@ -157,11 +207,11 @@ def _score_files(path: Path) -> list[Path]:
     return files
 
 
-def _provenance(ns: str, columns: list[str], raw: list[dict], source: ScoreSource, files: list[Path]) -> dict[str, Any]:
+def _provenance(ns: str, table: pa.Table, source: ScoreSource, files: list[Path]) -> dict[str, Any]:
     given = {"model_id": source.model_id or None, "config_hash": source.config_hash or None, "seed": source.seed, "gradus_version": None}
     out: dict[str, Any] = {}
     for key in PROVENANCE:
-        seen = sorted({r[key] for r in raw if r.get(key) is not None}, key=str) if key in columns else []
+        seen = sorted(pc.unique(table.column(key).drop_null()).to_pylist(), key=str) if key in table.column_names else []
         if given[key] is not None:
             if seen and seen != [given[key]]:
                 raise ConfigError(f"sources.{ns}.{key}={given[key]!r} disagrees with the file's {seen}")
@@ -188,8 +238,9 @@ def _files_hash(files: list[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _unique_ids(raw: list[dict], where: str) -> None:
-    dup = sorted(i for i, n in Counter(str(r["id"]) for r in raw).items() if n > 1)
+def _unique_ids(table: pa.Table, where: str) -> None:
+    counts = pc.value_counts(pc.cast(table.column("id"), pa.string()))
+    dup = sorted(str(v) for v in pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist())
     if dup:
         raise ValueError(f"{where}: duplicate ids {dup[:5]} (one row per id expected)")
 
@@ -200,61 +251,46 @@ def _require(columns: list[str], needed: tuple[str, ...], what: str, where: str)
         raise ValueError(f"{where}: not a {what} scores file: missing columns {missing}")
 
 
-def _bucketed_rows(spec: MetricSpec, columns: list[str], raw: list[dict], where: str) -> dict[str, dict]:
-    """PISM/CMAB rows -> stratum + kept values. Inconsistent rows are refused, never guessed at."""
-    _require(columns, spec.required, spec.name, where)
-    _unique_ids(raw, where)
-    rows = {}
-    for r in raw:
-        rid, error = str(r["id"]), r.get("error")
-        row = {name: _clean(r.get(name)) for name, _ in spec.values}
-        row.update({k: r.get(k) for k in PROVENANCE}, error=error, error_detail=r.get("error_detail"))
-        if error is not None:
-            row.update({name: None for name, _ in spec.values}, stratum="error")  # an error is no verdict
-        elif row["unsolved"] is True:
-            if row["bucket"] is not None:
-                raise ValueError(f"{where}: id {rid} is unsolved but has bucket {row['bucket']!r}")
-            row["stratum"] = "unsolved"
-        elif row["unsolved"] is False and row["bucket"] in spec.buckets:
-            row["stratum"] = row["bucket"]
-        else:
-            raise ValueError(f"{where}: id {rid} has no error, unsolved={row['unsolved']!r} and bucket {row['bucket']!r} "
-                             f"(expected one of {spec.buckets}, or unsolved=True)")
-        rows[rid] = row
-    return rows
+def _bucketed_row(spec: MetricSpec, rid: str, r: dict, where: str) -> dict:
+    """One PISM/CMAB row -> stratum + kept values. Inconsistent rows are refused, never guessed at."""
+    error = r.get("error")
+    row = {name: _clean(r.get(name)) for name, _ in spec.values}
+    row.update({k: r.get(k) for k in PROVENANCE}, error=error, error_detail=r.get("error_detail"))
+    if error is not None:
+        row.update({name: None for name, _ in spec.values}, stratum="error")  # an error is no verdict
+    elif row["unsolved"] is True:
+        if row["bucket"] is not None:
+            raise ValueError(f"{where}: id {rid} is unsolved but has bucket {row['bucket']!r}")
+        row["stratum"] = "unsolved"
+    elif row["unsolved"] is False and row["bucket"] in spec.buckets:
+        row["stratum"] = row["bucket"]
+    else:
+        raise ValueError(f"{where}: id {rid} has no error, unsolved={row['unsolved']!r} and bucket {row['bucket']!r} "
+                         f"(expected one of {spec.buckets}, or unsolved=True)")
+    return row
 
 
-def _pass_rate_rows(columns: list[str], raw: list[dict], where: str) -> dict[str, dict]:
+def _pass_rate_row(columns: list[str], rid: str, group: list[dict], where: str) -> dict:
     """`pass_rate` per id as given, or the mean of `passed` over a generation run's judged attempts."""
-    if "id" not in columns or not {"pass_rate", "passed"} & set(columns):
-        raise ValueError(f"{where}: not a pass-rate file: needs an id column and pass_rate (per id) or passed (per attempt)")
+    first = group[0]
+    row = {k: first.get(k) for k in PROVENANCE} | {"error": None, "error_detail": None, "pass_rate": None, "n": None}
     if "pass_rate" in columns:
-        _unique_ids(raw, where)
-    groups: dict[str, list[dict]] = {}
-    for r in raw:
-        groups.setdefault(str(r["id"]), []).append(r)
-    rows = {}
-    for rid, group in groups.items():
-        first = group[0]
-        row = {k: first.get(k) for k in PROVENANCE} | {"error": None, "error_detail": None, "pass_rate": None, "n": None}
-        if "pass_rate" in columns:
-            row.update(pass_rate=_clean(first["pass_rate"]), n=_clean(first.get("n")), error=first.get("error"),
-                       error_detail=first.get("error_detail"))
+        row.update(pass_rate=_clean(first["pass_rate"]), n=_clean(first.get("n")), error=first.get("error"),
+                   error_detail=first.get("error_detail"))
+    else:
+        judged = [bool(r["passed"]) for r in group if r.get("error") is None and r.get("passed") is not None]
+        if judged:  # errored attempts of an otherwise judged sample do not count either way
+            row.update(pass_rate=sum(judged) / len(judged), n=len(judged))
         else:
-            judged = [bool(r["passed"]) for r in group if r.get("error") is None and r.get("passed") is not None]
-            if judged:  # errored attempts of an otherwise judged sample do not count either way
-                row.update(pass_rate=sum(judged) / len(judged), n=len(judged))
-            else:
-                bad = next((r for r in group if r.get("error") is not None), None)
-                row.update(error=bad["error"] if bad else "no_verdict", error_detail=bad.get("error_detail") if bad else "no judged attempt")
-        if row["error"] is not None:
-            row.update(pass_rate=None, n=None, stratum="error")
-        elif row["pass_rate"] is None or not 0.0 <= row["pass_rate"] <= 1.0:
-            raise ValueError(f"{where}: id {rid} has pass_rate {row['pass_rate']!r}, expected a number in [0, 1]")
-        else:
-            row["stratum"] = "scored"
-        rows[rid] = row
-    return rows
+            bad = next((r for r in group if r.get("error") is not None), None)
+            row.update(error=bad["error"] if bad else "no_verdict", error_detail=bad.get("error_detail") if bad else "no judged attempt")
+    if row["error"] is not None:
+        row.update(pass_rate=None, n=None, stratum="error")
+    elif row["pass_rate"] is None or not 0.0 <= row["pass_rate"] <= 1.0:
+        raise ValueError(f"{where}: id {rid} has pass_rate {row['pass_rate']!r}, expected a number in [0, 1]")
+    else:
+        row["stratum"] = "scored"
+    return row
 
 
 def _clean(value: Any) -> Any:
@@ -318,56 +354,49 @@ def _check_partitions(partition_by: Sequence[str], namespaces: Sequence[str]) ->
         raise ConfigError(f"partition_by repeats a column: {list(partition_by)}")
 
 
-def _metric_arrays(ids: list[str], scores: dict[str, dict[str, dict]]) -> list[tuple[str, pa.Array]]:
-    out = []
-    for ns in sorted(scores):
-        rows = scores[ns]
-        for name, t in metric_of(ns).columns():
-            if name == "stratum":  # a sample no run scored is "unscored", never a null stratum
-                values = [rows[i]["stratum"] if i in rows else "unscored" for i in ids]
-            else:
-                values = [rows[i].get(name) if i in rows else None for i in ids]
-            out.append((column(ns, name), pa.array(values, type=t)))
-    return out
-
-
-def _base_chunks(samples: str | None, previous_store: Path | None, rows_per_file: int) -> Iterator[pa.Table]:
-    """Canonical rows to tag: from sample shards, or (adding metrics only) from the store itself."""
+def _sample_files(samples: str | None, previous_store: Path | None) -> tuple[list[str], Any]:
+    """Files of canonical rows to tag, and how a worker reads one: sample shards, or (adding metrics
+    only) the store's own data files, their partition columns restored from the directories."""
     if samples:
-        for path in shard_paths(samples):
-            table = pq.read_table(path, schema=SAMPLE_SCHEMA)
-            for start in range(0, table.num_rows, rows_per_file):
-                yield table.slice(start, rows_per_file)
-        return
-    dataset = store_dataset(previous_store)
-    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
-        table = fragment.to_table(schema=dataset.schema, columns=SAMPLE_SCHEMA.names).cast(SAMPLE_SCHEMA)
-        for start in range(0, table.num_rows, rows_per_file):
-            yield table.slice(start, rows_per_file)
+        return [str(p) for p in shard_paths(samples)], functools.partial(_read_shard)
+    return store_files(previous_store, SAMPLE_SCHEMA.names)
 
 
-def _previous_scores(store: Path, manifest: dict, namespaces: Sequence[str]) -> dict[str, dict[str, dict]]:
+def _read_shard(path: str) -> pa.Table:
+    return pq.read_table(path, schema=SAMPLE_SCHEMA)
+
+
+def store_files(store: str | Path, columns: Sequence[str]) -> tuple[list[str], Any]:
+    """The store's data files, and a reader (picklable, for Ray workers) of one file's `columns`,
+    partition columns included."""
+    manifest = read_manifest(store)
+    files = sorted(f.path for f in store_dataset(store).get_fragments())
+    return files, functools.partial(_read_store_file, data_dir=str(Path(store) / DATA_DIR), partition_by=tuple(manifest["partition_by"]),
+                                    columns=tuple(columns))
+
+
+def _read_store_file(path: str, data_dir: str, partition_by: tuple[str, ...], columns: tuple[str, ...]) -> pa.Table:
+    dataset = ds.dataset([path], format="parquet", partitioning=_partitioning(partition_by), partition_base_dir=data_dir)
+    table = dataset.to_table(columns=list(columns))
+    return table.cast(SAMPLE_SCHEMA) if list(columns) == SAMPLE_SCHEMA.names else table
+
+
+def _previous_scores(store: Path, manifest: dict, namespaces: Sequence[str]) -> dict[str, pa.Table]:
     """Rows of namespaces already in the store that this build keeps (scored or errored only)."""
-    if not namespaces:
-        return {}
-    names = ["id"] + [column(ns, name) for ns in namespaces for name, _ in metric_of(ns).columns()]
-    table = read_store(store, columns=names)
-    out: dict[str, dict[str, dict]] = {ns: {} for ns in namespaces}
-    for row in table.to_pylist():
-        for ns in namespaces:
-            if row[column(ns, "stratum")] != "unscored":
-                out[ns][row["id"]] = {name: row[column(ns, name)] for name, _ in metric_of(ns).columns()}
+    out = {}
+    for ns in namespaces:
+        names = [name for name, _ in metric_of(ns).columns()]
+        table = read_store(store, columns=["id"] + [column(ns, name) for name in names])
+        table = table.filter(pc.field(column(ns, "stratum")) != "unscored")
+        out[ns] = table.rename_columns(["id"] + names)
     return out
 
 
-def _previous_unmatched(store: Path, namespaces: Sequence[str]) -> dict[str, set[str]]:
+def _previous_unmatched(store: Path, namespaces: Sequence[str]) -> dict[str, pa.Array]:
     if not namespaces:
         return {}
-    out: dict[str, set[str]] = {}
-    for row in pq.read_table(store / UNMATCHED).to_pylist():
-        if row["namespace"] in namespaces:
-            out.setdefault(row["namespace"], set()).add(row["id"])
-    return out
+    table = pq.read_table(store / UNMATCHED)
+    return {ns: table.filter(pc.field("namespace") == ns).column("id").combine_chunks() for ns in namespaces}
 
 
 class ProvenanceConflict(ConfigError):
@@ -382,10 +411,14 @@ def build_store(
     partition_by: Sequence[str] | None = None,
     replace: Sequence[str] = (),
     rows_per_file: int = 4096,
+    actors: int = 0,
+    local_below_rows: int = LOCAL_BELOW_ROWS,
 ) -> dict[str, Any]:
     """Join `sources` onto `samples` (or onto the store already at `output`) and publish the store
     at `output` atomically. `partition_by` None keeps the store's partitioning ([domain] for a new
-    store). Returns the manifest."""
+    store). The samples stream through a Ray Data job (`actors` joining workers; 0 = one per CPU),
+    `rows_per_file` rows a block; fewer than `local_below_rows` samples are joined in this process
+    by the same code. Returns the manifest."""
     out = Path(output)
     previous = read_manifest(out) if (out / MANIFEST).exists() else None
     if previous is None and out.exists() and any(out.iterdir()):
@@ -404,7 +437,7 @@ def build_store(
     old_sources = previous["sources"] if previous else {}
     status = _statuses(loaded, old_sources, replace)
     carried = sorted(ns for ns, st in status.items() if st == "carried")
-    scores = {ns: s.rows for ns, s in loaded.items()} | _previous_scores(out, previous, carried)
+    scores = {ns: s.table for ns, s in loaded.items()} | _previous_scores(out, previous, carried)
     namespaces = sorted(scores)
     _check_partitions(partition_by, namespaces)
     schema = store_schema(namespaces)
@@ -416,12 +449,11 @@ def build_store(
 
     # a unique temporary name: two builds of one store may run at once
     with publish_dir(out, partial=out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}") as tmp:
-        chunks = _base_chunks(samples, out if previous else None, rows_per_file)
-        seen, strata = _write_rows(chunks, scores, schema, partition_by, tmp / DATA_DIR)
+        files, read = _sample_files(samples, out if previous else None)
+        seen, strata = _write_rows(files, read, scores, schema, partition_by, tmp / DATA_DIR, rows_per_file, actors, local_below_rows)
         lost = _previous_unmatched(out, carried)  # ids a carried run scored that no store row ever held
-        unmatched = [{"namespace": ns, "id": rid, "reason": "not in samples"} for ns in namespaces
-                     for rid in sorted((set(scores[ns]) | lost.get(ns, set())) - seen)]
-        pq.write_table(pa.Table.from_pylist(unmatched, schema=UNMATCHED_SCHEMA), tmp / UNMATCHED)
+        unmatched = _unmatched(namespaces, scores, lost, seen)
+        pq.write_table(unmatched, tmp / UNMATCHED)
         entries = {ns: (dict(old_sources[ns]) if status[ns] == "carried" else loaded[ns].entry(chash))
                    | _join_counts(ns, status[ns], strata[ns], unmatched) for ns in namespaces}
         manifest = {
@@ -434,7 +466,7 @@ def build_store(
             "partition_by": list(partition_by),
             "columns": schema.names,
             "sources": entries,
-            "unmatched": {"file": UNMATCHED, "rows": len(unmatched)},
+            "unmatched": {"file": UNMATCHED, "rows": unmatched.num_rows},
             "history": (previous or {}).get("history", []) + [{"config_hash": chash, "gradus_version": __version__, "namespaces": status}],
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -459,34 +491,69 @@ def _statuses(loaded: dict[str, LoadedScores], old_sources: dict[str, dict], rep
     return dict(sorted((status | {ns: "carried" for ns in old_sources if ns not in loaded}).items()))
 
 
-def _write_rows(chunks: Iterator[pa.Table], scores: dict[str, dict[str, dict]], schema: pa.Schema, partition_by: Sequence[str],
-                data_dir: Path) -> tuple[set[str], dict[str, dict[str, int]]]:
-    """Tag each chunk of samples and write it into the partition directories; returns the ids seen
-    and the count per stratum of every namespace."""
-    seen: set[str] = set()
-    strata: dict[str, dict[str, int]] = {ns: {} for ns in scores}
-    for index, chunk in enumerate(chunks):
-        ids = chunk.column("id").to_pylist()
-        dup = seen.intersection(ids) | {i for i, n in Counter(ids).items() if n > 1}
-        if dup:
-            raise ValueError(f"samples: duplicate ids {sorted(dup)[:5]}")
-        seen.update(ids)
-        table = chunk
-        for name, array in _metric_arrays(ids, scores):
-            table = table.append_column(name, array)
-        for ns in scores:
-            for value, n in Counter(table.column(column(ns, "stratum")).to_pylist()).items():
-                strata[ns][value] = strata[ns].get(value, 0) + n
-        ds.write_dataset(table.cast(schema), data_dir, format="parquet", partitioning=_partitioning(partition_by),
-                         basename_template=f"part-{index:05d}-{{i}}.parquet", existing_data_behavior="overwrite_or_ignore")
-    if not seen:
+def _write_rows(files: list[str], read: Any, scores: dict[str, pa.Table], schema: pa.Schema, partition_by: Sequence[str],
+                data_dir: Path, rows_per_file: int, actors: int, local_below_rows: int) -> tuple[pa.Array, dict[str, dict[str, int]]]:
+    """Stream the samples through Ray Data: each block gets every namespace's columns joined on by
+    id and is written into the partition directories by the worker that holds it. Returns the ids
+    seen and the count per stratum of every namespace."""
+    if not files:
         raise ValueError("samples: no rows to tag")
-    return seen, strata
+    kwargs = {"scores": Shared(scores), "schema": schema, "partition_by": tuple(partition_by), "data_dir": str(data_dir)}
+    ids, strata = [], {ns: Counter() for ns in scores}
+    for result in run_blocks(files, rows_per_file, read, _TagBlock, kwargs, actors, local_below_rows):
+        ids.append(result.column("id"))
+        for ns in scores:
+            strata[ns].update(dict(zip(*(c.to_pylist() for c in pc.value_counts(result.column(ns)).flatten()))))
+    seen = pa.chunked_array(ids, type=pa.string()).combine_chunks() if ids else pa.array([], pa.string())
+    if not len(seen):
+        raise ValueError("samples: no rows to tag")
+    counts = pc.value_counts(seen)
+    dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        raise ValueError(f"samples: duplicate ids {sorted(dup.to_pylist())[:5]}")
+    return seen, {ns: dict(c) for ns, c in strata.items()}
 
 
-def _join_counts(ns: str, status: str, strata: dict[str, int], unmatched: list[dict]) -> dict[str, Any]:
-    misses = [u["id"] for u in unmatched if u["namespace"] == ns]
-    return {"status": status, "strata": dict(sorted(strata.items())), "unmatched": len(misses), "unmatched_examples": misses[:10]}
+class _TagBlock:
+    """Ray Data actor: joins the namespaces' columns onto a block of samples and writes it."""
+
+    def __init__(self, scores: Shared, schema: pa.Schema, partition_by: tuple[str, ...], data_dir: str):
+        self.scores = scores.get()  # namespace -> id + metric columns; read-only, shared through the object store
+        self.index = {ns: IdIndex(table.column("id")) for ns, table in self.scores.items()}
+        self.schema, self.partitioning, self.data_dir = schema, _partitioning(partition_by), data_dir
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        ids = block.column("id")
+        table, strata = block, {}
+        for ns in sorted(self.scores):
+            rows = take_rows(self.scores[ns], self.index[ns].positions(ids))
+            for name, _ in metric_of(ns).columns():
+                values = rows.column(name)
+                if name == "stratum":  # a sample no run scored is "unscored", never a null stratum
+                    values = pc.fill_null(values, "unscored")
+                    strata[ns] = values
+                table = table.append_column(column(ns, name), values)
+        table = table.cast(self.schema)
+        ds.write_dataset(table, self.data_dir, format="parquet", partitioning=self.partitioning,
+                         basename_template=f"part-{block_tag(ids)}-{{i}}.parquet", existing_data_behavior="overwrite_or_ignore")
+        return pa.table({"id": pc.cast(ids, pa.string()), **strata})
+
+
+def _unmatched(namespaces: Sequence[str], scores: dict[str, pa.Table], lost: dict[str, pa.Array], seen: pa.Array) -> pa.Table:
+    """Score ids (and ids a carried run had already missed) that no sample has, per namespace, sorted."""
+    parts = []
+    for ns in namespaces:
+        ids = pa.concat_arrays([scores[ns].column("id").combine_chunks(), lost.get(ns, pa.array([], pa.string()))])
+        missing = pc.unique(pc.filter(ids, pc.invert(pc.is_in(ids, value_set=seen))))
+        missing = pc.take(missing, pc.sort_indices(missing))
+        parts.append(pa.table({"namespace": pa.array([ns] * len(missing), pa.string()), "id": missing,
+                               "reason": pa.array(["not in samples"] * len(missing), pa.string())}, schema=UNMATCHED_SCHEMA))
+    return pa.concat_tables(parts) if parts else UNMATCHED_SCHEMA.empty_table()
+
+
+def _join_counts(ns: str, status: str, strata: dict[str, int], unmatched: pa.Table) -> dict[str, Any]:
+    misses = unmatched.filter(pc.field("namespace") == ns).column("id")
+    return {"status": status, "strata": dict(sorted(strata.items())), "unmatched": len(misses), "unmatched_examples": misses[:10].to_pylist()}
 
 
 def _same_provenance(old: dict, new: dict) -> bool:

@@ -12,15 +12,19 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
 from engine.data.sample import SPLITS, Sample
 from engine.data.shards import write_shards
+from engine.data.stream import IdIndex, Shared, block_tag, run_blocks
 from engine.publish import publish_dir
 from engine.shaping.select import (PRESETS, ArmSpec, SelectionSpec, Selector, check_disjoint, difficulty_tag, expand)
-from engine.shaping.store import MetricSpec, column, metric_of, read_manifest, read_store
+from engine.shaping.store import MetricSpec, column, metric_of, read_manifest, read_store, store_files
 
 RECORD = "selection.json"
 
@@ -36,7 +40,10 @@ class SelectJobConfig:
     preset: str = ""  # grpo_only | sft_grpo | paper_table4: the paper's paradigms, added before the selections below
     selections: dict[str, SelectionSpec] = field(default_factory=dict)  # name -> spec (kind, metric, pool, exclude, ...; docs/shaping.md)
     arms: dict[str, ArmSpec] = field(default_factory=dict)  # name -> {grpo: selection, sft: selection or ""}
-    rows_per_shard: int = 512  # rows per output parquet shard
+    rows_per_shard: int = 512  # rows per output parquet shard (at most: each block of the store writes its own)
+    rows_per_block: int = 4096  # store rows per Ray Data block, tagged and written at a time (memory bound)
+    actors: int = 0  # Ray Data actors writing blocks; 0 = one per CPU of the cluster
+    local_below_rows: int = 20000  # a store smaller than this is written in the calling process (same code, no Ray job start-up)
 
     def validate(self) -> None:
         bad = [s for s in self.splits if s not in SPLITS]
@@ -46,8 +53,10 @@ class SelectJobConfig:
             raise ConfigError(f"unknown preset {self.preset!r}; known: {sorted(PRESETS)}")
         if self.require_scored and not self.metric:
             raise ConfigError("require_scored needs metric")
-        if self.rows_per_shard < 1:
-            raise ConfigError("rows_per_shard must be >= 1")
+        if self.rows_per_shard < 1 or self.rows_per_block < 1:
+            raise ConfigError("rows_per_shard and rows_per_block must be >= 1")
+        if self.actors < 0:
+            raise ConfigError("actors must be >= 0 (0 = one per CPU)")
         expand(self.preset, self.selections, self.arms)  # names, references and every spec: fail at load time
 
     def require_paths(self) -> None:
@@ -68,17 +77,66 @@ def _universe(index: pd.DataFrame, cfg: SelectJobConfig) -> tuple[pd.DataFrame, 
     return universe, excluded
 
 
-def _write_selection(store: str, ids: pd.Index, out: Path, namespaces: dict[str, MetricSpec], metric: str, name: str,
-                     rows_per_shard: int) -> None:
-    samples = []
-    for row in read_store(store, where={"id": list(ids)}).to_pylist():
+def _write_selections(store: str, resolved: dict[str, pd.Index], out: Path, namespaces: dict[str, MetricSpec], metric: str,
+                      cfg: SelectJobConfig) -> None:
+    """One streaming pass over the store: every block's members of each selection, tagged, written
+    as `selections/<name>/part-<block>-*.parquet` by the worker holding the block. Only the ids and
+    one membership flag per selection are shared with the workers."""
+    manifest = read_manifest(store)
+    files, read = store_files(store, manifest["columns"])
+    members = _membership(resolved)
+    kwargs = {"members": Shared(members), "namespaces": namespaces, "metric": metric, "out": str(out), "rows_per_shard": cfg.rows_per_shard}
+    written = dict.fromkeys(resolved, 0)
+    for result in run_blocks(files, cfg.rows_per_block, read, _WriteMembers, kwargs, cfg.actors, cfg.local_below_rows):
+        for name, rows in zip(result.column("selection").to_pylist(), result.column("rows").to_pylist()):
+            written[name] += rows
+    for name, count in written.items():
+        if count != len(resolved[name]):
+            raise RuntimeError(f"selection {name!r}: wrote {count} rows of {len(resolved[name])} selected; the store changed while it was read")
+        if not count:
+            write_shards([], out / name, rows_per_shard=cfg.rows_per_shard)  # an empty selection still has a schema to read
+
+
+def _membership(resolved: dict[str, pd.Index]) -> pa.Table:
+    """id + one bool column per selection, over every selected id."""
+    ids = pd.Index(sorted(set().union(*(set(ix) for ix in resolved.values()))), dtype=object)
+    columns = {"id": pa.array(ids, pa.string())}
+    for name, ix in resolved.items():
+        columns[name] = pa.array(ids.isin(ix))
+    return pa.table(columns)
+
+
+class _WriteMembers:
+    """Ray Data actor: writes a block's members of each selection as canonical shards with difficulty tags."""
+
+    def __init__(self, members: Shared, namespaces: dict[str, MetricSpec], metric: str, out: str, rows_per_shard: int):
+        self.members = members.get()
+        self.index = IdIndex(self.members.column("id"))
+        self.names = [n for n in self.members.column_names if n != "id"]
+        self.namespaces, self.metric, self.out, self.rows_per_shard = namespaces, metric, Path(out), rows_per_shard
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        block = block.take(pc.sort_indices(block, [("id", "ascending")]))
+        positions = self.index.positions(block.column("id"))
+        found = positions >= 0
+        counts = []
+        for name in self.names:
+            flags = self.members.column(name).to_numpy(zero_copy_only=False)
+            keep = found & flags[np.where(found, positions, 0)]
+            rows = block.filter(pa.array(keep)).to_pylist() if keep.any() else []
+            if rows:
+                write_shards([self._tagged(row, name) for row in rows], self.out / name, rows_per_shard=self.rows_per_shard,
+                             prefix=f"part-{block_tag(block.column('id'))}")
+            counts.append(len(rows))
+        return pa.table({"selection": self.names, "rows": pa.array(counts, pa.int64())})
+
+    def _tagged(self, row: dict, name: str) -> Sample:
         sample = Sample.from_row(row)
-        tag = difficulty_tag(row, namespaces, metric, name)
+        tag = difficulty_tag(row, self.namespaces, self.metric, name)
         if "difficulty" in sample.meta:  # tags the sample arrived with (e.g. a foreign verl file) are kept, not lost
             tag["previous"] = sample.meta["difficulty"]
         sample.meta["difficulty"] = tag
-        samples.append(sample)
-    write_shards(samples, out, rows_per_shard=rows_per_shard)
+        return sample
 
 
 def run_select(cfg: SelectJobConfig) -> dict:
@@ -106,8 +164,7 @@ def run_select(cfg: SelectJobConfig) -> dict:
     if out.exists() and any(out.iterdir()) and not (out / RECORD).exists():
         raise ConfigError(f"{out} exists and holds no earlier selection; choose an empty or new output directory")
     with publish_dir(out, partial=out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}") as tmp:
-        for name, ids in resolved.items():
-            _write_selection(cfg.store, ids, tmp / "selections" / name, namespaces, cfg.metric, name, cfg.rows_per_shard)
+        _write_selections(cfg.store, resolved, tmp / "selections", namespaces, cfg.metric, cfg)
         counts = {name: selector.summarize(ids) | selector.notes.get(name, {}) | {"path": f"selections/{name}"}
                   for name, ids in resolved.items()}
         record = {

@@ -16,13 +16,17 @@ class StoreConfig:
     sources: dict[str, ScoreSource] = field(default_factory=dict)  # namespace (pism, pism@7b, cmab, pass_rate...) -> run, e.g. sources.pism.path=...
     partition_by: list[str] | None = None  # hive directories, e.g. [domain, pism.stratum]; null = keep the store's ([domain] when new)
     replace: list[str] = field(default_factory=list)  # namespaces whose existing scores may be replaced by another run's
-    rows_per_file: int = 4096  # sample rows joined and written at a time (memory bound; files split further by partition)
+    rows_per_file: int = 4096  # sample rows per Ray Data block, joined and written at a time (memory bound; files split further by partition)
+    actors: int = 0  # Ray Data actors joining blocks; 0 = one per CPU of the cluster
+    local_below_rows: int = 20000  # fewer samples than this are joined in the calling process (same code, no Ray job start-up)
 
     def validate(self) -> None:
         for ns in self.sources:
             parse_namespace(ns)
         if self.rows_per_file < 1:
             raise ConfigError("rows_per_file must be >= 1")
+        if self.actors < 0:
+            raise ConfigError("actors must be >= 0 (0 = one per CPU)")
 
     def require_paths(self) -> None:
         if not self.output:
@@ -35,7 +39,8 @@ def run_store(cfg: StoreConfig) -> dict:
     cfg.require_paths()
     started = time.time()
     manifest = build_store(cfg.output, cfg.sources, samples=cfg.samples, partition_by=cfg.partition_by, replace=cfg.replace,
-                           rows_per_file=cfg.rows_per_file)
+                           rows_per_file=cfg.rows_per_file, actors=cfg.actors,
+                           local_below_rows=cfg.local_below_rows)
     return {
         "store": cfg.output,
         "rows": manifest["rows"],

@@ -82,6 +82,7 @@ def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_
     picked = spread_rows(warm_corpus, 8)
     picked[2]["images"] = [{"bytes": b"not an image", "path": None}]  # data error: quarantined before the engine
     picked[5]["images"] = [{"bytes": _png(300, 1), "path": None}]  # the engine's processor refuses it (aspect ratio > 200)
+    (tmp_path / "in").mkdir()
     src = write_small_files(picked, tmp_path / "in", 4)
     # max_new_tokens 6: some draws end on their own, some are cut (finish reasons of both kinds)
     gen = GenerationConfig(backend="vllm", temperature=0.7, max_new_tokens=6)
