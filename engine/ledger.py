@@ -32,8 +32,9 @@ RUNNING, DONE = "running", "done"
 class StageLedger:
     """The stages of one output folder, read from and published to `path`."""
 
-    def __init__(self, path: str | Path, header: dict[str, Any] | None = None):
+    def __init__(self, path: str | Path, header: dict[str, Any] | None = None, job: str = ""):
         self.path = Path(path)
+        self.job = job or self.path.stem  # the prefix of its log lines ([demo] pism: done earlier ...)
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         if "stages" not in data:  # the main job's first ledgers held the stages at the top level
             data = {"stages": data}
@@ -75,7 +76,7 @@ class StageLedger:
         digest = config_hash({"key": key})
         done = self.finished(name, digest)
         if done is not None:
-            print(f"[{self.path.name}] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
+            print(f"[{self.job}] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
             return done["result"]
         changed = name in self.stages and self.stages[name].get("hash") != digest
         print(f"[{self.path.name}] {name}" + (": config or inputs changed since it ran, redone" if changed else " ..."),

@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"output format, one of: {', '.join(EXPORT_FORMATS)} (see formats below)")
     exp.add_argument("--input", required=True, help="canonical shards (a directory, or one parquet file)")
     exp.add_argument("--out", required=True, help="a file with the format's suffix, or a directory with one file per split")
+    exp.add_argument("--image-root", action="append", default=[],
+                     help="directory image paths of path-only images resolve under (repeatable); default: none, only embedded images are written")
     exp.add_argument("--rows-per-block", type=int, default=1024, help="rows a Ray Data block converts at a time (memory bound)")
     exp.add_argument("--actors", type=int, default=0, help="Ray Data actors converting blocks; 0 = one per CPU of the cluster")
     exp.add_argument("--local-below-rows", type=int, default=20000,
@@ -223,7 +225,7 @@ def _cmd_convert(args) -> dict:
 def _cmd_export(args) -> dict:
     from engine.data.formats.export import export_shards
 
-    paths = export_shards(args.fmt, args.input, args.out, rows_per_block=args.rows_per_block, actors=args.actors,
+    paths = export_shards(args.fmt, args.input, args.out, image_roots=tuple(args.image_root), rows_per_block=args.rows_per_block, actors=args.actors,
                           local_below_rows=args.local_below_rows)
     return {"written": [str(p) for p in paths]}
 

@@ -34,6 +34,8 @@ def run_blocks(paths: Sequence[str | Path], rows_per_block: int, read: Callable[
     (a Ray job's start-up costs more than the work), in this process, block by block. `bundle`
     lets Ray join small blocks (one store partition file each) into blocks of about `rows_per_block`
     rows; without it every block holds consecutive rows of one file."""
+    if not paths:
+        return
     if sum(_row_count(p) for p in paths) < local_below_rows:
         worker = fn(**kwargs)
         for path in paths:

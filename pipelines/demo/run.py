@@ -214,7 +214,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     started = time.time()
     out = Path(cfg.out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ledger = StageLedger(out / LEDGER)
+    ledger = StageLedger(out / LEDGER, job="demo")
     model_path, model_id = resolve_model(cfg.model)
     pool = resolve_data(cfg.pool, out / "inputs", "pool")
     heldout = resolve_data(cfg.heldout, out / "inputs", "heldout")

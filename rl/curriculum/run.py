@@ -241,7 +241,7 @@ def run_curriculum(cfg: CurriculumConfig) -> dict:
         build_stage_config(cfg, index, stage, PLANNED_MODEL, out)
     model, model_id = _start_model(cfg.model_path, dry_run=False)
     header = {"config_hash": config_hash(cfg), "model_path": cfg.model_path, "seed": cfg.seed, "gradus_version": __version__}
-    ledger = StageLedger(out / STATE_FILE, header)
+    ledger = StageLedger(out / STATE_FILE, header, job="curriculum")
     names = [stage_dir(out, index, stage.name).name for index, stage in enumerate(cfg.stages)]
     ledger.forget(set(ledger.stages) - set(names))  # stages this config no longer has
     results, rerun = [], False

@@ -32,11 +32,12 @@ SUFFIX = {"verl": ".parquet", "swift": ".jsonl", "llamafactory": ".jsonl"}
 ORDER = "_order"  # a block's rows' place in the input: (shard, row), so parts append in the shards' order
 
 
-def export_shards(fmt: str, shards: str | Path, out_path: str | Path, *, rows_per_block: int = 1024, actors: int = 0,
-                  local_below_rows: int = 20000) -> list[Path]:
+def export_shards(fmt: str, shards: str | Path, out_path: str | Path, *, image_roots: tuple[str, ...] = (), rows_per_block: int = 1024,
+                  actors: int = 0, local_below_rows: int = 20000) -> list[Path]:
     """Write the samples of `shards` as `fmt` at `out_path` (a file with the format's suffix, or a
-    directory with one file per split); returns the paths written. Inputs under `local_below_rows`
-    rows are exported in this process by the same code."""
+    directory with one file per split); returns the paths written. Images stored as paths are read
+    under `image_roots` (none: only embedded bytes). Inputs under `local_below_rows` rows are exported
+    in this process by the same code."""
     if fmt not in SUFFIX:
         raise KeyError(f"unknown output format {fmt!r}; known: {sorted(SUFFIX)}")
     files = [str(p) for p in shard_paths(shards)]
@@ -52,7 +53,7 @@ def export_shards(fmt: str, shards: str | Path, out_path: str | Path, *, rows_pe
         return write_records(fmt, [], out)  # the writer's empty file: a schema to read
     parts_dir = base / f".gradus-parts-{uuid.uuid4().hex[:8]}"
     try:
-        kwargs = {"fmt": fmt, "base": str(base), "parts": str(parts_dir), "single": out.name if single else ""}
+        kwargs = {"fmt": fmt, "base": str(base), "parts": str(parts_dir), "single": out.name if single else "", "roots": tuple(image_roots)}
         parts: dict[str, list[tuple[str, str]]] = {}
         for result in run(_WriteBlock, kwargs):
             for name, key, part in zip(*(result.column(c).to_pylist() for c in ("file", "key", "part"))):
@@ -91,9 +92,9 @@ class _CheckBlock:
 class _WriteBlock:
     """Ray Data actor: one block's records as a part file per output file (images saved beside the outputs)."""
 
-    def __init__(self, fmt: str, base: str, parts: str, single: str):
+    def __init__(self, fmt: str, base: str, parts: str, single: str, roots: tuple[str, ...]):
         self.fmt, self.base, self.parts, self.single = fmt, Path(base), Path(parts), single
-        self.policy = ImagePolicy()
+        self.policy = ImagePolicy(roots=roots)
 
     def __call__(self, block: pa.Table) -> pa.Table:
         block = block.take(pc.sort_indices(block, [(ORDER, "ascending")]))

@@ -105,7 +105,7 @@ def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_
     finishes = set()
     for sample, d in zip(samples, expected):
         row = got.loc[sample.id]
-        assert row["error"] == d.error, sample.id
+        assert (None if pd.isna(row["error"]) else row["error"]) == d.error, sample.id
         if d.error:
             continue
         assert list(row["outputs"]) == d.texts, sample.id
