@@ -19,7 +19,7 @@ Writes benchmarks/results/table4_mini.json: design (pilot sd, items, seeds, targ
 {informative_share, train_reward_margin_sd, acc, vs_base, vs_base_se, vs_random, vs_random_se,
 generations.scoring, generations.training, acc_gain_per_1k_generations}, detectable_effect,
 best_arm_vs_base_in_se and a verdict sentence.
-Run: .venv/bin/python benchmarks/table4_mini.py [--seeds 0 1] [--target 0.03] [--max-items 600]
+Run: .venv/bin/python benchmarks/table4_mini.py [--seeds 0 1] [--target 0.03] [--max-items 600] [--pilot DIR] [--arms ...]
 """
 from __future__ import annotations
 
@@ -81,14 +81,20 @@ def paired_over_seeds(rows: pd.DataFrame, arm: str, ref: str | None, seeds: list
     return round(float(mean_item.mean()), 4), round(math.sqrt(se_items ** 2 + seed_var / len(seeds)), 4)
 
 
-def run_demo_at(out: Path, seeds: list[int], heldout_limit: int | None) -> dict:
+def run_demo_at(out: Path, seeds: list[int], heldout_limit: int | None, arms: list[str]) -> dict:
     from engine.config import load_config
     from pipelines.demo import DemoConfig, run_demo
 
     overrides = [f"out_dir={out}", f"seeds={json.dumps(seeds)}"]
     if heldout_limit is not None:
         overrides.append(f"heldout_limit={heldout_limit}")
-    return run_demo(load_config(DemoConfig, REPO / "configs" / "demo.yaml", overrides))
+    cfg = load_config(DemoConfig, REPO / "configs" / "demo.yaml", overrides)
+    if arms:
+        unknown = set(arms) - set(cfg.arms)
+        if unknown:
+            raise SystemExit(f"--arms: {sorted(unknown)} are not arms of configs/demo.yaml ({sorted(cfg.arms)})")
+        cfg.arms = {label: arm for label, arm in cfg.arms.items() if label in arms}
+    return run_demo(cfg)
 
 
 def verdict(arms: dict, detectable: float, target: float) -> str:
@@ -108,6 +114,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--target", type=float, default=0.03, help="difference mid_hard - random to detect at 2 SE")
     parser.add_argument("--max-items", type=int, default=600, help="held-out items available (the test split)")
+    parser.add_argument("--arms", nargs="*", default=[], help="a subset of configs/demo.yaml's arms (default: all; random is the control)")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench" / "table4_mini"))
     parser.add_argument("--pilot", default="", help="an earlier `gradus demo` out_dir (configs/demo.yaml as shipped) to use as the pilot")
     args = parser.parse_args()
@@ -118,14 +125,14 @@ def main() -> None:
     if args.pilot:
         pilot_summary = json.loads((pilot_dir / "summary.json").read_text())
     else:
-        pilot_summary = run_demo_at(pilot_dir, [0], None)
+        pilot_summary = run_demo_at(pilot_dir, [0], None, args.arms)
     pilot = item_rates(pilot_dir)
     compared = [f"{a}-s0" for a in pilot_summary["arms"] if a != "random"]
     needed, sd = items_needed(pilot, compared, "random-s0", args.target)
     items = min(needed, args.max_items)
     pilot_wall = round(time.time() - started, 1)
 
-    summary = run_demo_at(out / "powered", list(args.seeds), items)
+    summary = run_demo_at(out / "powered", list(args.seeds), items, args.arms)
     rows = item_rates(out / "powered")
     arms = {}
     for label, rec in summary["arms"].items():
