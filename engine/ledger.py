@@ -79,7 +79,7 @@ class StageLedger:
             print(f"[{self.job}] {name}: done earlier (same config and inputs), skipped", file=sys.stderr, flush=True)
             return done["result"]
         changed = name in self.stages and self.stages[name].get("hash") != digest
-        print(f"[{self.path.name}] {name}" + (": config or inputs changed since it ran, redone" if changed else " ..."),
+        print(f"[{self.job}] {name}" + (": config or inputs changed since it ran, redone" if changed else " ..."),
               file=sys.stderr, flush=True)
         self.start(name, digest, folder)
         started = time.time()
