@@ -179,7 +179,7 @@ def _run_verl_stage(recipe, input_model: Path, meta: dict) -> dict:
     summary = {"job": "train grpo", "backend": "verl", "steps": recipe.algorithm.steps, "checkpoint": trained["checkpoint"],
                "overrides": plan["overrides"], "train_file": plan["train_file"], "config_hash": config_hash(recipe),
                "seed": recipe.seed, "gradus_version": __version__, "stop": _not_stopped(recipe.algorithm.steps),
-               "output_model": trained["model_path"], "wall_s": trained["wall_s"]}
+               "output_model": trained["model_path"], "sampler": trained["sampler"], "wall_s": trained["wall_s"]}
     (Path(recipe.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

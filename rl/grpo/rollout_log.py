@@ -116,9 +116,13 @@ def read_rollouts(folder: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(p, schema=ROLLOUT_SCHEMA) for p in parts])
 
 
-def read_verl_dump(folder: Path, id_key: str = "sample_id") -> pa.Table:
-    """verl's `trainer.rollout_data_dir` (`<step>.jsonl`, one line per response) -> ROLLOUT_SCHEMA rows."""
+def read_verl_dump(folder: Path, id_key: str = "sample_id", steps: Iterable[int] | None = None) -> pa.Table:
+    """verl's `trainer.rollout_data_dir` (`<step>.jsonl`, one line per response) -> ROLLOUT_SCHEMA rows;
+    `steps`: only those steps' files (a long run's dump is large)."""
     files = sorted(Path(folder).glob("*.jsonl"), key=lambda p: (len(p.stem), p.stem))
+    if steps is not None:
+        wanted = {str(s) for s in steps}
+        files = [f for f in files if f.stem in wanted]
     if not files:
         raise FileNotFoundError(f"no verl rollout dump (<step>.jsonl) in {folder}")
     rows = []

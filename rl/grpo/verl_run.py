@@ -10,7 +10,8 @@ through here, so both decide the same way:
   config, written to `verl_overrides.txt`;
 - `train_and_merge`: main_ppo to completion as a child process (no polling, no kill), then the last
   actor checkpoint merged by verl's model merger into `<output_dir>/model`, published whole, with
-  the input model's image processor and a gradus_model.json, like the other backends' model folders.
+  the input model's image processor and a gradus_model.json, like the other backends' model folders;
+  with `sampler.kind: online`, then the sampler's posterior written back as after a TRL run.
 Locally both child processes run under this interpreter: the one that just validated the override
 set against its verl install (`verl.python` names the cluster's interpreter for submitted runs).
 """
@@ -88,7 +89,8 @@ def require_cluster(hint: str) -> None:
 
 def train_and_merge(cfg: GrpoJobConfig, overrides: list[str], input_model: str | Path, meta: dict) -> dict:
     """main_ppo to completion, then its last actor checkpoint merged into `<output_dir>/model`; returns
-    the checkpoint, the model folder and the wall time. `meta` joins the model's gradus_model.json."""
+    the checkpoint, the model folder, the wall time and, with `sampler.kind: online`, the sampler's
+    posterior written back (`sampler`). `meta` joins the model's gradus_model.json."""
     require_checkpoints(cfg)
     started = time.time()
     out = Path(cfg.output_dir)
@@ -105,4 +107,17 @@ def train_and_merge(cfg: GrpoJobConfig, overrides: list[str], input_model: str |
         (tmp / "gradus_model.json").write_text(json.dumps({
             **meta, "stage": "grpo", "backend": "verl", "parent": str(source), "grpo_config": to_dict(cfg),
             "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__, "steps": cfg.algorithm.steps}, indent=2))
-    return {"checkpoint": str(checkpoint), "model_path": str(model), "wall_s": round(time.time() - started, 1)}
+    return {"checkpoint": str(checkpoint), "model_path": str(model), "sampler": sampler_writeback(cfg, checkpoint, meta),
+            "wall_s": round(time.time() - started, 1)}
+
+
+def sampler_writeback(cfg: GrpoJobConfig, checkpoint: Path, meta: dict) -> dict:
+    """After the merge (the model is safe whatever this finds): the online sampler's posterior from the
+    run's saved state and rollout dump (rl/sampler/verl_writeback.py); {"kind": "uniform"} otherwise."""
+    if cfg.sampler.kind != "online":
+        return {"kind": cfg.sampler.kind}
+    from rl.sampler.verl_writeback import verl_posterior
+
+    final_step = int(checkpoint.parent.name.rsplit("_", 1)[1])  # checkpoints/global_step_N/actor
+    provenance = {"model_id": meta.get("model_id"), "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__}
+    return verl_posterior(cfg, final_step, provenance)

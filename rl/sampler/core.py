@@ -201,6 +201,17 @@ class OnlineDifficultySampler:
         self.drawn = {d: int(v) for d, v in state["drawn"].items()}
         self.rng.bit_generator.state = state["rng"]
 
+    def prior_dict(self) -> dict[str, Any]:
+        """The pool and its prior (JSON). With a state_dict it rebuilds this sampler (`from_prior`):
+        how the verl write-back recovers the sampler the plugin ran (rl/sampler/verl_writeback.py)."""
+        return {"ids": list(self.ids), "alpha": self.a0.tolist(), "beta": self.b0.tolist(),
+                "domains": [str(d) for d in self.domains], "domain_weights": {} if "*" in self.weights else dict(self.weights)}
+
+    @classmethod
+    def from_prior(cls, prior: Mapping[str, Any], *, cfg: SamplerConfig, seed: int) -> "OnlineDifficultySampler":
+        return cls(prior["ids"], prior["alpha"], prior["beta"], cfg=cfg, seed=seed, domains=prior["domains"],
+                   domain_weights=prior["domain_weights"])
+
     def posterior(self) -> list[dict[str, Any]]:
         """Per id: the posterior and its evidence (what the write-back stores)."""
         mean = self.predicted()

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 SETTINGS_KEY = "gradus_sampler"  # data.gradus_sampler: the settings file's path
 SETTINGS_FILE = "sampler_settings.json"
 STATE_FILE = "gradus_sampler.json"  # in verl's global_step_N folder: the sampler after step N's verdicts
+PRIOR_FILE = "sampler_prior.json"  # beside the settings file: the pool verl kept, its prior and the state before step 1
 CLASS_NAME = "OnlineSamplerDataset"
 REWARD_KEYS = ("score", "acc", "reason", "unjudged")  # what rollout_row reads of compute_score's result
 
@@ -64,6 +65,17 @@ def read_settings(path: str | Path) -> dict[str, Any]:
     if settings["sampler"].kind != "online":
         raise ConfigError(f"sampler settings {path}: kind {settings['sampler'].kind!r}; the verl plugin is the online sampler")
     return settings
+
+
+def prior_path(settings_path: str | Path) -> Path:
+    return Path(settings_path).with_name(PRIOR_FILE)
+
+
+def write_prior(sampler, report: dict[str, Any], path: str | Path) -> Path:
+    """What the write-back after the run rebuilds the sampler from (rl/sampler/verl_writeback.py): the pool
+    as verl's prompt filter left it, the prior, the state before any verdict, and the prior's report."""
+    record = {"prior": sampler.prior_dict(), "initial_state": sampler.state_dict(), "report": report}
+    return publish_text(path, json.dumps(record, default=str) + "\n")
 
 
 def _files(value) -> list[str]:
@@ -123,6 +135,7 @@ class OnlineSamplerDataset(RLHFDataset):
         self.picks: list[str] = []  # the current step's prompts
         self.awaiting = False  # drawn, verdicts not yet seen
         self.prior_report["dropped_by_verl_filter"] = self.filtered_out
+        write_prior(self.sampler, self.prior_report, prior_path(config[SETTINGS_KEY]))
         log.info("gradus online sampler: %s", json.dumps(self.prior_report, default=str))
 
     def maybe_filter_out_long_prompts(self, dataframe=None):
