@@ -30,7 +30,9 @@ from engine.generation.base import GenerationConfig, GenerationRequest
 from engine.generation.factory import make_backend
 from engine.publish import publish_file
 from pipelines.inputs import read_rows
+from pipelines.llm_batch import check_runner
 from pipelines.resumable import output_schema, typed_table
+
 
 OUTPUT_COLUMNS = ["id", "task", "split", "output", "num_tokens", "finish_reason", "extracted", "score", "passed", "verify_reason", "error", "error_detail"]
 OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, num_tokens=pa.int64(), score=pa.float64(), passed=pa.bool_())
@@ -75,6 +77,7 @@ class GenerateJobConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    runner: str = "actor"  # vLLM backend: "actor" (default) or "ray_data_llm" (same draws; see EvalJobConfig.runner)
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     seed: int = 0
     model_id: str = ""  # the model's name in every output's provenance (default: the model path)
@@ -83,6 +86,7 @@ class GenerateJobConfig:
         # Checked at run time, not load time: the default file cannot know the user's paths.
         if not self.input or not self.output:
             raise ConfigError("generate: input and output are required (e.g. input=path/to/shards)")
+        check_runner(self.runner, self.generation.backend, "generate")
 
 
 class GenerateActor:
@@ -159,7 +163,7 @@ def _result_frames(cfg: "GenerateJobConfig", ds, provenance: dict, chash: str):
     """Result frames for the rows of `ds`: ray.data.llm on the vLLM backend (plain batch generation,
     pipelines/llm_batch.py), the actor pool on the HF backend."""
     images = to_dict(cfg.images.absolute())
-    if cfg.generation.backend == "vllm":
+    if cfg.runner == "ray_data_llm":
         from pipelines import llm_batch
 
         yield from llm_batch.error_frames(ds, images, partial(error_frame, provenance=provenance))

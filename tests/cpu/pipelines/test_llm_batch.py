@@ -73,6 +73,15 @@ def _png(width: int, height: int) -> bytes:
 
 
 @pytest.mark.slow
+def test_runner_is_checked_against_the_backend():
+    from engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs generation.backend=vllm"):
+        EvalJobConfig(runner="ray_data_llm", generation=GenerationConfig(backend="hf")).validate()
+    with pytest.raises(ConfigError, match="not in"):
+        EvalJobConfig(runner="llm").validate()
+
+
 def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_model, warm_corpus, tmp_path):
     from engine.data.images import ImagePolicy
     from engine.data.sample import Sample
@@ -87,7 +96,7 @@ def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_
     # max_new_tokens 6: some draws end on their own, some are cut (finish reasons of both kinds)
     gen = GenerationConfig(backend="vllm", temperature=0.7, max_new_tokens=6)
     cfg = EvalJobConfig(input=str(src), output=str(tmp_path / "out"), models={"m": str(warm_model)}, n=3, k=[1, 3], seed=0, generation=gen,
-                        actors=ActorPoolConfig(num_cpus=1, batch_size=4, omp_threads=1), rows_per_block=4, wandb=WandbConfig(mode="disabled"))
+                        runner="ray_data_llm", actors=ActorPoolConfig(num_cpus=1, batch_size=4, omp_threads=1), rows_per_block=4, wandb=WandbConfig(mode="disabled"))
     cfg.validate()
     run_eval(cfg)
     got = pd.read_parquet(tmp_path / "out" / "m" / "scores.parquet").set_index("id")
