@@ -9,6 +9,7 @@ API (used by the TRL backend, rl/grpo/trl_sampler.py, and the verl plugin, rl/sa
     state = sampler.state_dict()           # JSON-serialisable; save it with the trainer's checkpoint
     sampler.load_state_dict(state)         # same next_batch sequence as a run that never stopped
     sampler.posterior()                    # per id: alpha, beta, mean, passes, fails, verdicts (write-back)
+    OnlineDifficultySampler.from_prior(sampler.prior_dict(), cfg=..., seed=...)  # the same pool and prior (verl write-back)
 
 `OnlineDifficultySampler(ids, prior_alpha, prior_beta, cfg=..., seed=..., domains=..., passes=..., fails=...)`
 is the class behind build_sampler (rl/sampler/prior.py turns the store's scores into its prior).

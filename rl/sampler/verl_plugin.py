@@ -17,6 +17,9 @@ exactly that:
   the sampler's state after step N's update next to it (global_step_N/gradus_sampler.json) and a
   resume loads that one; without it (the run died between the two) step N's verdicts are lost and
   the resume says so.
+- at start the train instance writes the pool verl kept, its prior and the state before step 1
+  (`sampler_prior.json` beside the settings file): with the saved states and verl's rollout dump, the
+  write-back after the run (rl/sampler/verl_writeback.py) rebuilds the posterior of every step.
 
 verl loads the class by module name (`data.custom_cls.path=pkg://rl.sampler.verl_plugin`): its
 overlong-prompt filter pickles the dataset into a process pool, where a class loaded from a file path

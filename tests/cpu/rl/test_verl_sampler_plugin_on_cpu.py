@@ -10,7 +10,12 @@ What this proves, with no Ray, GPU or rollout engine:
   sampler every rollout's verdict, scored by rl/reward.py compute_score;
 - verl's checkpoint order (data.pt saved before that step's on_batch_end) and its restore
   (`train_dataloader.load_state_dict`) give, after a resume, the same next prompts as a run that never
-  stopped; the validation set (other files) stays verl's plain dataset.
+  stopped; the validation set (other files) stays verl's plain dataset;
+- after the run (rl/grpo/verl_run.py train_and_merge), the sampler's posterior is the one a sampler
+  given every step's verdicts by hand holds, the last step's too, which verl never hands the plugin:
+  it is rebuilt from the plugin's saved state and verl's rollout dump (written by verl's own writer),
+  written to sampler_posterior.parquet and joined into the store; without the dump the missing steps
+  are named and warned about.
 
 The rollouts are SIMULATED (unit-scoped, stated here): each response is the right or a wrong boxed
 answer by a fixed table of per-sample pass rates and a seeded hash; compute_score judges them for real.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -45,14 +51,18 @@ def _png(colour: str) -> bytes:
     return buf.getvalue()
 
 
-def _write_data(path: Path, prefix: str, n: int) -> Path:
-    from engine.data.formats.verl import write_verl
+def _samples(prefix: str, n: int) -> list:
     from engine.data.sample import ImageRef, Message, Sample
 
-    samples = [Sample(f"{prefix}-{i}", [ImageRef(_png("red"))], [Message("user", "<image>How many circles?")], str(i + 2),
-                      "counting", "numeric", meta={"difficulty": {"metrics": {"pism": {"stratum": STRATA[i % 4]}}}})
-               for i in range(n)]
-    write_verl(samples, path)
+    return [Sample(f"{prefix}-{i}", [ImageRef(_png("red"))], [Message("user", "<image>How many circles?")], str(i + 2),
+                   "counting", "numeric", meta={"difficulty": {"metrics": {"pism": {"stratum": STRATA[i % 4]}}}})
+            for i in range(n)]
+
+
+def _write_data(path: Path, prefix: str, n: int) -> Path:
+    from engine.data.formats.verl import write_verl
+
+    write_verl(_samples(prefix, n), path)
     return path
 
 
@@ -180,13 +190,15 @@ def _scored(batch_dict: dict, step: int):
     batch.non_tensor_batch["uid"] = np.array([str(uuid.uuid4()) for _ in range(len(batch.batch))], dtype=object)
     batch = batch.repeat(repeat_times=GROUP, interleave=True)
     rows = batch.non_tensor_batch
-    results = []
+    results, responses = [], []
     for r in range(len(batch)):
         info, truth = rows["extra_info"][r], rows["reward_model"][r]["ground_truth"]
         answer = truth if _passes(info["id"], step, r % GROUP) else str(int(truth) + 100)
         response = f"<think>x</think><answer>\\boxed{{{answer}}}</answer>"
         results.append(compute_score(rows["data_source"][r], response, truth, dict(info)))
+        responses.append(response)
     batch.non_tensor_batch.update({k: np.array([res[k] for res in results]) for k in results[0]})
+    batch.meta_info["simulated"] = {"responses": responses, "reward_keys": list(results[0])}  # for the rollout dump
     return batch
 
 
@@ -302,3 +314,151 @@ def test_prompts_verl_drops_stop_the_run_instead_of_vanishing(tmp_path, data, ti
             config.data.custom_cls.path = str(REPO / "rl" / "sampler" / "verl_plugin.py")
     with pytest.raises(ConfigError, match=f"prompt filter dropped {N_SAMPLES}"):
         _trainer(config)
+
+
+# ----- after the run: the posterior written back (rl/sampler/verl_writeback.py) -----
+
+@pytest.fixture(scope="module")
+def pism_store(tmp_path_factory) -> Path:
+    """A difficulty store over the train samples with PISM strata (the same as their tags)."""
+    import pandas as pd
+
+    from engine.data.shards import write_shards
+    from engine.shaping.store import ScoreSource, build_store
+
+    root = tmp_path_factory.mktemp("sampler_store")
+    write_shards(_samples("t", N_SAMPLES), root / "shards")
+    rows = [{"id": f"t-{i}", "lambda_star": None, "bucket": STRATA[i % 4] if i % 4 < 3 else None, "unsolved": i % 4 == 3,
+             "generations": 10, "error": None, "error_detail": None, "model_id": "tiny", "config_hash": "h", "seed": 0,
+             "gradus_version": "0.1.0"} for i in range(N_SAMPLES)]
+    (root / "pism").mkdir()
+    pd.DataFrame(rows).to_parquet(root / "pism" / "scores.parquet", index=False)
+    build_store(root / "store", {"pism": ScoreSource(str(root / "pism"))}, samples=str(root / "shards"))
+    return root / "store"
+
+
+class SimulatedVerl:
+    """Stands in for subprocess.run for verl's two child processes (verl cannot train on CPU; SIMULATED, unit-scoped).
+
+    main_ppo: its override set composed in verl's config, the datasets and dataloader built by verl's own code
+    (the plugin included), then verl 0.9.1's v0 fit loop in its order, without a model (ray_trainer.fit): step N's
+    batch scored by compute_score on the simulated responses; at N % save_freq == 0 or the last step the
+    checkpoint (data.pt, the actor folder, the marker); the step's rollouts dumped by verl's own writer
+    (`_write_generations`, fed as `_log_rollout_data` feeds it; the decoded prompt is left empty); then, except
+    after the last step, on_batch_end. The merger leaves a model folder. `verdicts[step]` are the table's."""
+
+    def __init__(self, real):
+        self.real, self.verdicts = real, {}
+
+    def __call__(self, command, *args, **kwargs):
+        if "verl.trainer.main_ppo" in command:
+            self._fit(validate_overrides(command[3:]))
+        elif "verl.model_merger" in command:
+            target = Path(command[command.index("--target_dir") + 1])
+            target.mkdir(parents=True)
+            (target / "config.json").write_text("{}")
+        else:
+            return self.real(command, *args, **kwargs)
+        return subprocess.CompletedProcess(command, 0)
+
+    def _fit(self, config) -> None:
+        from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+        trainer = _trainer(config)
+        ckpt, last, t = Path(config.trainer.default_local_dir), config.trainer.total_training_steps, config.trainer
+        for batch_dict in trainer.train_dataloader:
+            step = trainer.train_dataset.sampler.step
+            ids = [info["id"] for info in batch_dict["extra_info"]]
+            self.verdicts[step] = ([sid for sid in ids for _ in range(GROUP)], [_passes(sid, step, j) for sid in ids for j in range(GROUP)])
+            batch = _scored(batch_dict, step)
+            if step % t.save_freq == 0 or step == last:
+                (ckpt / f"global_step_{step}" / "actor").mkdir(parents=True)
+                torch.save(trainer.train_dataloader.state_dict(), ckpt / f"global_step_{step}" / "data.pt")
+                (ckpt / "latest_checkpointed_iteration.txt").write_text(str(step))
+            if t.get("rollout_data_dir"):
+                rows, sim = batch.non_tensor_batch, batch.meta_info["simulated"]
+                gts = [r["ground_truth"] for r in rows["reward_model"]]
+                RayPPOTrainer._write_generations([""] * len(batch), sim["responses"], gts, rows["score"].tolist(),
+                                                 {k: rows[k].tolist() for k in sim["reward_keys"]}, t.rollout_data_dir, step)
+            if step == last:
+                return
+            trainer.train_dataset.on_batch_end(batch=batch)
+
+
+def _by_hand(cfg: GrpoJobConfig, data: Path, verdicts: dict, steps) -> dict:
+    """The sampler over the same data, given the listed steps' verdicts by hand: its posterior per id."""
+    import pyarrow.parquet as pq
+
+    from rl.sampler import build_sampler
+
+    sampler, _ = build_sampler(cfg.sampler, pq.read_table(data).column("extra_info").to_pylist(), cfg.seed)
+    for step in steps:
+        sampler.update(*verdicts[step])
+    return {r["id"]: (r["passes"], r["fails"], r["verdicts"], r["alpha"], r["beta"]) for r in sampler.posterior() if round(r["passes"] + r["fails"]) >= 1}
+
+
+@pytest.mark.parametrize("save_freq, dump", [(4, True), (10, True), (4, False)], ids=["state+dump", "dump_only", "no_dump"])
+def test_verl_run_writes_back_the_posterior_of_every_step(tmp_path, data, tiny_random_model, pism_store, monkeypatch, caplog,
+                                                          save_freq, dump):
+    """STEPS = 6. save_freq 4: the plugin's state after step 4, steps 5 and 6 (never handed to the plugin) from
+    the dump; save_freq 10: no saved state (verl checkpoints only the last step), all six from the dump."""
+    import pyarrow.parquet as pq
+
+    from engine.shaping.store import read_store
+    from rl.grpo import verl_run
+
+    cfg = _cfg(tmp_path / "run", tiny_random_model, **{"verl.save_freq": save_freq, "sampler.store": str(pism_store),
+                                                       "sampler.prior.scorers": "[pism]", "sampler.write_back": "online",
+                                                       **({} if dump else {"verl.rollout_data_dir": "''"})})
+    write_sampler_settings(cfg)
+    verl = SimulatedVerl(subprocess.run)
+    monkeypatch.setattr(subprocess, "run", verl)
+    with caplog.at_level(logging.WARNING):
+        trained = verl_run.train_and_merge(cfg, verl_overrides(cfg, str(data[0]), str(data[1])), tiny_random_model, {"model_id": "tiny"})
+    assert sorted(verl.verdicts) == list(range(1, STEPS + 1))
+    got = trained["sampler"]
+    ckpt = Path(cfg.output_dir).resolve() / "checkpoints"
+    assert got["state_file"] == (str(ckpt / "global_step_4" / "gradus_sampler.json") if save_freq == 4 else None)
+    held = list(range(1, 5)) if save_freq == 4 else []  # verdicts in the plugin's saved state
+    assert got["state_step"] == len(held)
+    assert got["replayed_steps"] == ([s for s in range(1, STEPS + 1) if s not in held] if dump else [])
+    assert got["missing_steps"] == ([] if dump else [5, 6])
+
+    written = {r["id"]: (r["passes"], r["fails"], r["verdicts"], r["alpha"], r["beta"])
+               for r in pq.read_table(got["posterior"]).to_pylist()}
+    expected = _by_hand(cfg, data[0], verl.verdicts, range(1, STEPS + 1) if dump else held)
+    assert written == expected
+    if dump:  # the last step counts: without it the posterior would differ
+        assert expected != _by_hand(cfg, data[0], verl.verdicts, range(1, STEPS))
+        assert "lacks the verdicts" not in caplog.text
+    else:
+        assert "lacks the verdicts of steps [5, 6]" in caplog.text and "rollout_data_dir is off" in got["warning"]
+    assert got["write_back"]["namespace"] == "pass_rate@online"
+    store = {r["id"]: (r["pass_rate@online.pass_rate"], r["pass_rate@online.n"])
+             for r in read_store(pism_store, columns=["id", "pass_rate@online.pass_rate", "pass_rate@online.n"]).to_pylist()}
+    assert {sid: v for sid, v in store.items() if v[1] is not None} == {
+        sid: (s / (s + f), round(s + f)) for sid, (s, f, *_) in expected.items() if round(s + f) >= 1}
+
+
+def test_verl_write_back_refuses_a_dump_without_sample_ids(tmp_path, data, tiny_random_model, monkeypatch):
+    """A rollout the dump cannot tie to a sample (a reward entrypoint that does not return sample_id) stops the
+    write-back with a clear error instead of dropping its verdict."""
+    import json as _json
+
+    from rl.grpo import verl_run
+
+    cfg = _cfg(tmp_path / "run", tiny_random_model, **{"verl.save_freq": 4})
+    write_sampler_settings(cfg)
+    verl = SimulatedVerl(subprocess.run)
+    monkeypatch.setattr(subprocess, "run", verl)
+    real_write = verl_run.sampler_writeback
+
+    def strip_ids(cfg_, checkpoint, meta):
+        dump = Path(cfg_.output_dir).resolve() / cfg_.verl.rollout_data_dir / f"{STEPS}.jsonl"
+        lines = [_json.loads(x) for x in dump.read_text().splitlines()]
+        dump.write_text("".join(_json.dumps({**x, "sample_id": None}) + "\n" for x in lines))
+        return real_write(cfg_, checkpoint, meta)
+
+    monkeypatch.setattr(verl_run, "sampler_writeback", strip_ids)
+    with pytest.raises(ConfigError, match="sample id"):
+        verl_run.train_and_merge(cfg, verl_overrides(cfg, str(data[0]), str(data[1])), tiny_random_model, {"model_id": "tiny"})
