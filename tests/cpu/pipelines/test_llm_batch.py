@@ -72,16 +72,16 @@ def _png(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.slow
 def test_runner_is_checked_against_the_backend():
     from engine.config import ConfigError
 
     with pytest.raises(ConfigError, match="needs generation.backend=vllm"):
-        EvalJobConfig(runner="ray_data_llm", generation=GenerationConfig(backend="hf")).validate()
+        EvalJobConfig(runner="ray_data_llm", generation=GenerationConfig(backend="hf", temperature=0.7)).validate()
     with pytest.raises(ConfigError, match="not in"):
         EvalJobConfig(runner="llm").validate()
 
 
+@pytest.mark.slow
 def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_model, warm_corpus, tmp_path):
     from engine.data.images import ImagePolicy
     from engine.data.sample import Sample
