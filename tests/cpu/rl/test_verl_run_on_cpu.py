@@ -24,6 +24,7 @@ from engine.paths import REPO_ROOT
 from engine.synth import SynthConfig, generate_split
 from rl.grpo.config import GrpoJobConfig
 from rl.grpo.verl_run import PROCESSOR_FILES
+from tests.support.verl_merge import write_merged_model
 
 VERL_EXAMPLE = "configs/grpo/qwen2_5_vl_7b_verl.yaml"
 LOCAL = ["verl.address=", "data.val="]  # the example submits to a cluster and validates on a path that is not here
@@ -43,9 +44,7 @@ class VerlRecorder:
             (root / f"global_step_{steps}" / "actor").mkdir(parents=True)
             (root / "latest_checkpointed_iteration.txt").write_text(steps)
         elif "verl.model_merger" in command:
-            target = Path(command[command.index("--target_dir") + 1])
-            target.mkdir(parents=True)
-            (target / "config.json").write_text("{}")
+            write_merged_model(command)
         else:
             return self.real(command, *args, **kwargs)
         self.calls.append({"command": [str(c) for c in command], "cwd": kwargs.get("cwd")})

@@ -37,6 +37,7 @@ from PIL import Image
 from engine.config import ConfigError, load_config
 from rl.grpo.config import GrpoJobConfig
 from rl.grpo.verl_launch import sampler_settings_path, validate_overrides, verl_overrides, write_sampler_settings
+from tests.support.verl_merge import write_merged_model
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "configs" / "grpo" / "qwen2_5_vl_7b_verl.yaml"
@@ -354,9 +355,7 @@ class SimulatedVerl:
         if "verl.trainer.main_ppo" in command:
             self._fit(validate_overrides(command[3:]))
         elif "verl.model_merger" in command:
-            target = Path(command[command.index("--target_dir") + 1])
-            target.mkdir(parents=True)
-            (target / "config.json").write_text("{}")
+            write_merged_model(command)
         else:
             return self.real(command, *args, **kwargs)
         return subprocess.CompletedProcess(command, 0)
