@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.data.images import ImagePolicy
@@ -27,6 +29,46 @@ def write_shards(samples: Sequence[Sample], out_dir: str | Path, *, rows_per_sha
         chunk = samples[start : start + rows_per_shard]
         path = out / f"{prefix}-{index:05d}.parquet"
         pq.write_table(samples_to_table(chunk), path)
+        paths.append(path)
+    return paths
+
+
+def merge_sorted_shards(parts_dir: str | Path, out_dir: str | Path, *, rows_per_shard: int = 512, prefix: str = "part") -> list[Path]:
+    """Rewrite the shards of `parts_dir` (each sorted by id, e.g. one per Ray Data block) as one id-ordered
+    set `prefix-00000.parquet`, ... in `out_dir`, exactly as `write_shards` would write the sorted samples.
+
+    Readers take shards in file order, so an output's order must not depend on which worker wrote which
+    block. Only the id column is read up front; rows are then streamed one output shard at a time (each
+    output shard takes a contiguous run of every input, because every input is sorted), so memory stays
+    bounded by a shard plus one read batch per input."""
+    files = shard_paths(parts_dir)
+    ids = [pq.read_table(f, columns=["id"]).column("id") for f in files]
+    for f, col in zip(files, ids):
+        if len(col) > 1 and not pc.all(pc.less(col.slice(0, len(col) - 1), col.slice(1))).as_py():
+            raise ValueError(f"{f}: ids are not strictly ascending; merge_sorted_shards needs sorted, unique ids per input")
+    source = np.repeat(np.arange(len(files)), [len(c) for c in ids])
+    if not len(source):
+        return write_shards([], out_dir, rows_per_shard=rows_per_shard, prefix=prefix)
+    order = pc.sort_indices(pa.chunked_array([c.combine_chunks() for c in ids])).to_numpy()
+    source = source[order]
+    batches = [pq.ParquetFile(f).iter_batches(batch_size=rows_per_shard) for f in files]
+    held: list[pa.Table | None] = [None] * len(files)
+
+    def take(i: int, n: int) -> pa.Table:
+        while held[i] is None or held[i].num_rows < n:
+            more = pa.Table.from_batches([next(batches[i])])
+            held[i] = more if held[i] is None else pa.concat_tables([held[i], more])
+        rows, held[i] = held[i].slice(0, n), held[i].slice(n)
+        return rows
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, start in enumerate(range(0, len(source), rows_per_shard)):
+        counts = np.bincount(source[start : start + rows_per_shard], minlength=len(files))
+        chunk = pa.concat_tables([take(i, int(n)).cast(SAMPLE_SCHEMA) for i, n in enumerate(counts) if n])
+        path = out / f"{prefix}-{index:05d}.parquet"
+        pq.write_table(chunk.take(pc.sort_indices(chunk, [("id", "ascending")])), path)
         paths.append(path)
     return paths
 

@@ -7,6 +7,7 @@ carries the difficulty tags (the verl export turns it into `extra_info.difficult
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pyarrow.compute as pc
 from engine import __version__
 from engine.config import ConfigError, config_hash, to_dict
 from engine.data.sample import SPLITS, Sample
-from engine.data.shards import write_shards
+from engine.data.shards import merge_sorted_shards, write_shards
 from engine.data.stream import IdIndex, Shared, block_tag, run_blocks
 from engine.publish import publish_dir
 from engine.shaping.select import (PRESETS, ArmSpec, SelectionSpec, Selector, check_disjoint, difficulty_tag, expand)
@@ -40,7 +41,7 @@ class SelectJobConfig:
     preset: str = ""  # grpo_only | sft_grpo | paper_table4: the paper's paradigms, added before the selections below
     selections: dict[str, SelectionSpec] = field(default_factory=dict)  # name -> spec (kind, metric, pool, exclude, ...; docs/shaping.md)
     arms: dict[str, ArmSpec] = field(default_factory=dict)  # name -> {grpo: selection, sft: selection or ""}
-    rows_per_shard: int = 512  # rows per output parquet shard (at most: each block of the store writes its own)
+    rows_per_shard: int = 512  # rows per output parquet shard; each selection is published in id order
     rows_per_block: int = 4096  # store rows per Ray Data block, tagged and written at a time (memory bound)
     actors: int = 0  # Ray Data actors writing blocks; 0 = one per CPU of the cluster
     local_below_rows: int = 20000  # a store smaller than this is written in the calling process (same code, no Ray job start-up)
@@ -79,13 +80,15 @@ def _universe(index: pd.DataFrame, cfg: SelectJobConfig) -> tuple[pd.DataFrame, 
 
 def _write_selections(store: str, resolved: dict[str, pd.Index], out: Path, namespaces: dict[str, MetricSpec], metric: str,
                       cfg: SelectJobConfig) -> None:
-    """One streaming pass over the store: every block's members of each selection, tagged, written
-    as `selections/<name>/part-<block>-*.parquet` by the worker holding the block. Only the ids and
-    one membership flag per selection are shared with the workers."""
+    """One streaming pass over the store: every block's members of each selection, tagged and written
+    as `<name>/part-<block>-*.parquet` by the worker holding the block (only the ids and one membership
+    flag per selection are shared with the workers); then each selection is published in id order, so
+    its files read the same whichever worker wrote which block."""
     manifest = read_manifest(store)
     files, read = store_files(store, manifest["columns"])
     members = _membership(resolved)
-    kwargs = {"members": Shared(members), "namespaces": namespaces, "metric": metric, "out": str(out), "rows_per_shard": cfg.rows_per_shard}
+    blocks = out.parent / ".blocks"
+    kwargs = {"members": Shared(members), "namespaces": namespaces, "metric": metric, "out": str(blocks), "rows_per_shard": cfg.rows_per_shard}
     written = dict.fromkeys(resolved, 0)
     for result in run_blocks(files, cfg.rows_per_block, read, _WriteMembers, kwargs, cfg.actors, cfg.local_below_rows):
         for name, rows in zip(result.column("selection").to_pylist(), result.column("rows").to_pylist()):
@@ -93,8 +96,11 @@ def _write_selections(store: str, resolved: dict[str, pd.Index], out: Path, name
     for name, count in written.items():
         if count != len(resolved[name]):
             raise RuntimeError(f"selection {name!r}: wrote {count} rows of {len(resolved[name])} selected; the store changed while it was read")
-        if not count:
+        if count:
+            merge_sorted_shards(blocks / name, out / name, rows_per_shard=cfg.rows_per_shard)
+        else:
             write_shards([], out / name, rows_per_shard=cfg.rows_per_shard)  # an empty selection still has a schema to read
+    shutil.rmtree(blocks, ignore_errors=True)
 
 
 def _membership(resolved: dict[str, pd.Index]) -> pa.Table:

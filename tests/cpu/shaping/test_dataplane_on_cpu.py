@@ -48,10 +48,29 @@ def test_ray_data_jobs_match_the_single_process_results(ray_session, tmp_path, m
     result = _load_steps()(tmp_path)
     assert len(blocks) == 3 + 1 + 2 * 3  # 3 store builds, 1 select, 3 exports of 2 passes each: all went through Ray Data
     _compare(result)
+    _assert_published_in_id_order(tmp_path / "select" / "selections", rows_per_shard=64)
+
+
+def _assert_published_in_id_order(selections: Path, rows_per_shard: int) -> None:
+    """Readers (the trainers, exports) take a selection's files in name order: written by many block
+    workers, a selection must still read as the single-process job wrote it, ids ascending in full shards."""
+    import pyarrow.parquet as pq
+
+    from engine.data.shards import shard_paths
+
+    for folder in sorted(p for p in selections.iterdir() if p.is_dir()):
+        files = shard_paths(folder)
+        sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+        assert [f.name for f in files] == [f"part-{n:05d}.parquet" for n in range(len(files))], folder.name
+        assert all(n == rows_per_shard for n in sizes[:-1]) and 0 < sizes[-1] <= rows_per_shard, (folder.name, sizes)
+        assert ids == sorted(ids), folder.name
+    assert not (selections.parent / ".blocks").exists()
 
 
 def test_in_process_runs_of_small_inputs_match_too(tmp_path):
     _compare(_load_steps()(tmp_path))
+    _assert_published_in_id_order(tmp_path / "select" / "selections", rows_per_shard=64)
 
 
 @pytest.mark.parametrize("rows", [1, 7, 100000])
