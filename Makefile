@@ -33,7 +33,7 @@ demo: env
 	$(VENV)/bin/gradus demo
 
 test: env
-	$(PY) -m pytest tests -q
+	$(PY) -u -m pytest tests -q  # -u: CI's log shows how far a run got, even if it is cut off
 
 test-slow: env
 	$(PY) -m pytest tests -q -m slow
