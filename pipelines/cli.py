@@ -1,17 +1,15 @@
 """`gradus` command line: one subcommand per recipe of pipelines/registry.py, each `--config FILE`
 plus `key=value` overrides; a recipe's flags are sugar for its config fields. Besides the recipes:
-`data convert|export|pass-rates` (format tools) and `submit` / `jobs` (recipes as Ray jobs).
+`submit` / `jobs` (recipes as Ray jobs).
 """
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import json
 import signal
 import sys
 
 from engine.config import ConfigError, dump_yaml, load_config
-from engine.data.sample import SPLITS
 from engine.paths import CONFIG_DIR
 from pipelines.registry import RECIPES, Flag, Recipe
 
@@ -26,25 +24,6 @@ GROUPS = {
     "mix": "domain mixtures: build one, or search past runs for the next ones to launch",
     "train": "training: GRPO (verl or TRL), SFT (Ray Train), SFT / GRPO curricula",
 }
-# `data convert --from` and `data export --to` (engine/data/formats: READERS, WRITERS).
-CONVERT_FORMATS = {
-    "vtriune": "V-Triune / Orsta-Data-47k parquet: prompt, images (bytes or path), reward_model with verifier names",
-    "difficulty_sampling": "DifficultySampling (PISM / CMAB paper) JSONL: id, ability, prompt, ground_truth, image_paths",
-    "swift": "ms-swift GRPO JSONL: messages, images, solution, extra columns",
-    "curr_reft": "Curr-ReFT GRPO JSONL: problem, solution, task, image; the stage (judge / choice / open) from the path",
-    "verl": "verl RLHFDataset parquet: prompt, images, reward_model, extra_info (gradus's own exports come back field for field)",
-}
-EXPORT_FORMATS = {
-    "verl": "verl RLHFDataset parquet, images embedded: OUT.parquet, or OUT/ with train/val/test.parquet",
-    "swift": "ms-swift GRPO JSONL, images in images/ beside it: OUT.jsonl, or OUT/ with train/val/test.jsonl",
-    "llamafactory": "LLaMA-Factory sharegpt JSONL + dataset_info.json, images in images/: OUT.jsonl or OUT/",
-}
-IMAGE_PATHS_HELP = """image paths:
-  A relative image path is looked up under each --image-root in turn; an absolute one must lie
-  under one of them. With no --image-root the input's own directory is the only root. A record
-  whose image is missing or resolves outside the roots is quarantined with its reason code
-  (OUT/quarantine/), never read. Images are embedded in the output shards, so later jobs need no
-  image root for them."""
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -56,11 +35,6 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if "default" in text or action.required or action.default in (None, False, "", [], argparse.SUPPRESS):
             return text
         return f"{text} (default: %(default)s)"
-
-
-def _listing(title: str, items: dict[str, str]) -> str:
-    width = max(map(len, items))
-    return f"{title}:\n" + "\n".join(f"  {name:<{width}}  {text}" for name, text in items.items())
 
 
 def _command(subparsers, name: str, text: str, **kwargs) -> argparse.ArgumentParser:
@@ -76,8 +50,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, recipe: Recipe) -> None:
         if flag.switch:
             p.add_argument(flag.option, dest=_flag_dest(flag), action="store_true", help=f"{flag.help} (sets {flag.field}=true)")
         else:
-            p.add_argument(flag.option, dest=_flag_dest(flag), default=None, choices=flag.choices or None,
-                           help=f"{flag.help} (sets {flag.field})")
+            p.add_argument(flag.option, dest=_flag_dest(flag), default=None, choices=flag.choices or None, type=flag.parse,
+                           action="append" if flag.repeat else "store", help=f"{flag.help} (sets {flag.field})",
+                           metavar=None if flag.choices else flag.option.lstrip("-").upper().replace("-", "_"))  # not the dest's name
     p.set_defaults(recipe=recipe)
 
 
@@ -90,10 +65,10 @@ def _flag_overrides(recipe: Recipe, args: argparse.Namespace) -> list[str]:
     overrides = []
     for flag in recipe.flags:
         value = getattr(args, _flag_dest(flag))
-        if value is True:
-            overrides.append(f"{flag.field}=true")
-        elif value not in (None, False):
-            overrides.append(f"{flag.field}={json.dumps(value)}")  # JSON text is YAML: a path stays a string
+        if value is None or value is False:  # not given (`--actors 0` is given)
+            continue
+        # JSON text is YAML: a path stays a string, a number a number, repeated values a list
+        overrides.append(f"{flag.field}=true" if value is True else f"{flag.field}={json.dumps(value)}")
     return overrides
 
 
@@ -106,49 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`gradus COMMAND --help` tells more")
     groups: dict[str, argparse._SubParsersAction] = {}
     for recipe in RECIPES.values():
-        words = recipe.name.split()
-        if len(words) == 1:
-            _add_recipe_args(_command(top, words[0], recipe.help), recipe)
-            continue
-        if words[0] not in groups:
-            groups[words[0]] = _command(top, words[0], GROUPS[words[0]]).add_subparsers(
-                dest="action", required=True, metavar="ACTION", help=f"`gradus {words[0]} ACTION --help` tells more")
-        _add_recipe_args(_command(groups[words[0]], words[1], recipe.help), recipe)
-    data = groups["data"]
-    conv = _command(data, "convert", "read a foreign corpus into canonical parquet shards; bad records go to OUT/quarantine/ with a reason code",
-                    epilog=f"{_listing('formats', CONVERT_FORMATS)}\n\n{IMAGE_PATHS_HELP}")
-    conv.add_argument("--from", dest="fmt", required=True, choices=list(CONVERT_FORMATS), metavar="FORMAT",
-                      help=f"input format, one of: {', '.join(CONVERT_FORMATS)} (see formats below)")
-    conv.add_argument("--input", required=True, help="a file or a directory of them in that format")
-    conv.add_argument("--out", required=True, help="output directory: canonical shards, and quarantine/ for rejected records")
-    conv.add_argument("--image-root", action="append", default=[],
-                      help="directory image paths resolve under (repeatable; relative paths are tried under each in turn); "
-                           "default: the input's own directory")
-    conv.add_argument("--split", default="train", choices=SPLITS, help="split given to records that name none")
-    conv.set_defaults(handler=_cmd_convert)
-    exp = _command(data, "export", "write canonical shards in a training framework's format (streamed as a Ray Data job for large inputs)", epilog=_listing("formats", EXPORT_FORMATS))
-    exp.add_argument("--to", dest="fmt", required=True, choices=list(EXPORT_FORMATS), metavar="FORMAT",
-                     help=f"output format, one of: {', '.join(EXPORT_FORMATS)} (see formats below)")
-    exp.add_argument("--input", required=True, help="canonical shards (a directory, or one parquet file)")
-    exp.add_argument("--out", required=True, help="a file with the format's suffix, or a directory with one file per split")
-    exp.add_argument("--image-root", action="append", default=[],
-                     help="directory image paths of path-only images resolve under (repeatable); default: none, only embedded images are written")
-    exp.add_argument("--rows-per-block", type=int, default=1024, help="rows a Ray Data block converts at a time (memory bound)")
-    exp.add_argument("--actors", type=int, default=0, help="Ray Data actors converting blocks; 0 = one per CPU of the cluster")
-    exp.add_argument("--local-below-rows", type=int, default=20000,
-                     help="inputs with fewer rows are exported in this process (same code, no Ray job start-up)")
-    exp.set_defaults(handler=_cmd_export)
-    rates = _command(data, "pass-rates", "verl's rollout dump (trainer.rollout_data_dir) -> pass rates per sample id for `store build`")
-    rates.add_argument("--rollouts", required=True, help="verl's rollout_data_dir (<step>.jsonl files)")
-    rates.add_argument("--output", required=True, help="pass_rates.parquet to write")
-    rates.add_argument("--data", default="", help="the verl parquet trained on: every dumped id must be one of its extra_info.id (default: not checked)")
-    rates.add_argument("--run", default="", help="the run's output_dir (verl_run.json: provenance); default: the dump's parent")
-    rates.add_argument("--model-id", default="", help="model id recorded per row (default: the run's provenance)")
-    rates.add_argument("--config-hash", default="", help="config hash recorded per row (default: the run's provenance)")
-    rates.add_argument("--seed", type=int, default=None, help="seed recorded per row (default: the run's provenance)")
-    rates.add_argument("--stage", default="", help="stage name recorded per row; default: the run folder's name")
-    rates.set_defaults(handler=_cmd_pass_rates)
-
+        *group, action = recipe.name.split()
+        parent = top
+        if group:
+            if group[0] not in groups:
+                groups[group[0]] = _command(top, group[0], GROUPS[group[0]]).add_subparsers(
+                    dest="action", required=True, metavar="ACTION", help=f"`gradus {group[0]} ACTION --help` tells more")
+            parent = groups[group[0]]
+        _add_recipe_args(_command(parent, action, recipe.help, epilog=recipe.epilog or None), recipe)
     sub = _command(top, "submit", "run a recipe on a Ray cluster as a job (ray job submit); config validated here first")
     sub.add_argument("pipeline", help=f"a recipe name, e.g. 'score pism' (one of: {', '.join(RECIPES)})")
     sub.add_argument("--address", default=None, help="Ray dashboard URL (default: RAY_ADDRESS if a URL, else http://127.0.0.1:8265)")
@@ -208,33 +148,6 @@ def _cmd_job_stop(args) -> dict:
 
 class ExitCode(int):
     """A handler's way to set the process exit status without printing a result."""
-
-
-def _cmd_convert(args) -> dict:
-    from engine.data.formats import read_records
-    from engine.data.images import ImagePolicy
-    from engine.data.shards import write_quarantine, write_shards
-
-    samples, quarantined = read_records(args.fmt, args.input, ImagePolicy(roots=tuple(args.image_root)), split=args.split)
-    written = write_shards(samples, args.out)
-    qpath = write_quarantine(quarantined, args.out)
-    reasons = dict(Counter(q.reason for q in quarantined))
-    return {"samples": len(samples), "shards": [str(p) for p in written], "quarantined": len(quarantined), "reasons": reasons, "quarantine_file": str(qpath) if qpath else None}
-
-
-def _cmd_export(args) -> dict:
-    from engine.data.formats.export import export_shards
-
-    paths = export_shards(args.fmt, args.input, args.out, image_roots=tuple(args.image_root), rows_per_block=args.rows_per_block, actors=args.actors,
-                          local_below_rows=args.local_below_rows)
-    return {"written": [str(p) for p in paths]}
-
-
-def _cmd_pass_rates(args) -> dict:
-    from rl.grpo.rollout_log import verl_pass_rates
-
-    return verl_pass_rates(args.rollouts, args.output, data=args.data, run_dir=args.run, model_id=args.model_id,
-                           config_hash=args.config_hash, seed=args.seed, stage=args.stage)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,7 +165,7 @@ def resolve_data(spec: str, out_dir: Path, name: str, *, seed: int = 0) -> Path:
     written under `out_dir` (a selection's shard, a reformulation); `seed` seeds a reformulation."""
     if spec.startswith(REFORMULATE):
         return _reformulated(spec, out_dir, seed)
-    from rl.grpo.data import is_verl_file
+    from engine.data.formats.verl import is_verl_file
 
     base, sel = parse_source(spec)
     path = _base_path(base)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine.config import ConfigError
 from engine.data.sample import Message
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 
 
 @dataclass

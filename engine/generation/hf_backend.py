@@ -6,7 +6,7 @@ from typing import Sequence
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from engine.generation.base import Generation, GenerationBackend, GenerationConfig, GenerationRequest
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.model.chat import to_chat
 
 

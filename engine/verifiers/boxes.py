@@ -17,6 +17,7 @@ from typing import Any
 from engine.verifiers.base import GroundTruthError, VerifyResult
 from engine.verifiers.extract import extract_or_fail
 from engine.verifiers.schedule import resolve_threshold
+from engine.vision_grid import VisionGrid
 
 SCALES = ("auto", "pixel", "resized", "unit", "thousand")
 MAX_BOXES = 100  # a completion listing more boxes than this is not judged (bounds the matching cost)
@@ -150,8 +151,6 @@ def resized_size(width: float, height: float, params: dict[str, Any]) -> tuple[f
     missing = [k for k in ("min_pixels", "max_pixels") if not params.get(k)]
     if missing:
         raise ValueError(f"resized-scale boxes need the processor's {' and '.join(missing)} in the verifier params")
-    from engine.generation.vision_grid import VisionGrid  # imports transformers: only for this scale
-
     grid = VisionGrid(int(params.get("resize_factor", RESIZE_FACTOR)), int(params["min_pixels"]), int(params["max_pixels"]))
     h, w = grid.resized(int(height), int(width))
     return float(w), float(h)

@@ -16,7 +16,7 @@ finished. A stage folder left by a different config is cleared before the stage 
 an interrupted run of the same config is kept (TRL resumes from its `checkpoints/` when
 `trl.save_every` > 0; verl with `resume_mode: auto`).
 
-Backends: SFT through Ray Train (rl/sft/run.py), GRPO through TRL in this process
+Backends: SFT through Ray Train (rl/train_sft.py), GRPO through TRL in this process
 (rl/grpo/trl_backend.py, with the stop criterion as a TrainerCallback) or verl through the same
 blocking run as `gradus train grpo` (rl/grpo/verl_run.py: `main_ppo` as a child process, then
 verl's model merger to `model/`; no polling, no kill). A curriculum
@@ -148,7 +148,7 @@ def _not_stopped(steps: Any) -> dict:
 
 
 def _run_sft_stage(recipe) -> dict:
-    from rl.sft.run import run_sft_job
+    from rl.train_sft import run_sft_job
 
     summary = run_sft_job(recipe)
     summary.setdefault("stop", _not_stopped(summary.get("steps")))

@@ -11,14 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from engine.config import ConfigError
-from engine.data.formats.verl import KNOWN_COLUMNS, write_verl
+from engine.data.formats.verl import is_verl_file, write_verl
 from engine.data.images import ImagePolicy
 from engine.data.sample import Sample
 from engine.data.shards import shard_paths, validate_all
-
-
-def is_verl_file(path: Path) -> bool:
-    return path.is_file() and path.suffix == ".parquet" and set(KNOWN_COLUMNS) <= set(pq.read_schema(path).names)
 
 
 def _rows(path: Path):

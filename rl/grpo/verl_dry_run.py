@@ -30,7 +30,7 @@ def check_sampler(config) -> str | None:
         return None
     from verl.utils.dataset.rl_dataset import get_dataset_class
 
-    from rl.sampler.verl_plugin import SETTINGS_KEY, read_settings
+    from rl.grpo.verl_sampler import SETTINGS_KEY, read_settings
 
     name = get_dataset_class(config.data).__name__
     if config.data.get(SETTINGS_KEY):

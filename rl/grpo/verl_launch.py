@@ -6,7 +6,7 @@ every key back: a key verl does not have fails to compose, and one whose value d
 as set (a typo caught by a `+` prefix, an interpolation) fails the read-back. The legacy top-level
 `custom_reward_function.*` keys compose but verl 0.9's main_ppo silently ignores them (only
 `reward.custom_reward_function.*` is read); they are refused. With `sampler.kind: online` the train
-dataset is gradus's sampler plugin (rl/sampler/verl_plugin.py, verl's `data.custom_cls` hook).
+dataset is gradus's sampler plugin (rl/grpo/verl_sampler.py, verl's `data.custom_cls` hook).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from rl.grpo.config import GrpoJobConfig
 REWARD_ENTRYPOINT = "rl/reward.py"
 # by module name (verl's pkg:// form), not by file: verl's overlong-prompt filter pickles the dataset into a
 # process pool, and a class loaded from a file path cannot be pickled by reference (every row gets dropped)
-SAMPLER_PLUGIN = "pkg://rl.sampler.verl_plugin"
+SAMPLER_PLUGIN = "pkg://rl.grpo.verl_sampler"
 IGNORED_BY_VERL = ("custom_reward_function.",)  # legacy keys: accepted by Hydra, never read by main_ppo
 
 
@@ -55,7 +55,7 @@ def reward_config_path(cfg: GrpoJobConfig, uploaded: bool) -> str:
 
 
 def sampler_settings_path(cfg: GrpoJobConfig) -> Path:
-    from rl.sampler.verl_plugin import SETTINGS_FILE
+    from rl.grpo.verl_sampler import SETTINGS_FILE
 
     return Path(cfg.output_dir).resolve() / "data" / SETTINGS_FILE
 
@@ -67,7 +67,7 @@ def write_sampler_settings(cfg: GrpoJobConfig) -> Path | None:
         return None
     from dataclasses import replace
 
-    from rl.sampler.verl_plugin import write_settings
+    from rl.grpo.verl_sampler import write_settings
 
     s = cfg.sampler
     here = {k: str(Path(getattr(s, k)).resolve()) for k in ("store", "mixture") if getattr(s, k) and Path(getattr(s, k)).exists()}
@@ -79,7 +79,7 @@ def sampler_overrides(cfg: GrpoJobConfig, val_file: str) -> dict[str, Any]:
     """verl keys for `sampler.kind: online`: the plugin as the dataset class, read in this process in order."""
     if cfg.sampler.kind != "online":
         return {}
-    from rl.sampler.verl_plugin import CLASS_NAME
+    from rl.grpo.verl_sampler import CLASS_NAME
 
     if cfg.verl.use_v1:
         raise ConfigError("sampler.kind online on verl needs verl.use_v1: false (the v1 trainer never hands the dataset "
@@ -154,7 +154,7 @@ def verl_overrides(cfg: GrpoJobConfig, train_file: str, val_file: str, uploaded:
     pairs = list({**dict(pairs), **sampler_overrides(cfg, val_file)}.items())  # the sampler's values win
     overrides = [f"{k}={_q(val)}" for k, val in pairs]
     if cfg.sampler.kind == "online":  # a key verl's data schema lacks: '+'
-        from rl.sampler.verl_plugin import SETTINGS_KEY
+        from rl.grpo.verl_sampler import SETTINGS_KEY
 
         overrides.append(f"+data.{SETTINGS_KEY}={_q(str(sampler_settings_path(cfg)))}")
     if cfg.reward.config:  # reward_kwargs is an open dict in verl's schema: adding a key needs '+'

@@ -113,10 +113,10 @@ def train_and_merge(cfg: GrpoJobConfig, overrides: list[str], input_model: str |
 
 def sampler_writeback(cfg: GrpoJobConfig, checkpoint: Path, meta: dict) -> dict:
     """After the merge (the model is safe whatever this finds): the online sampler's posterior from the
-    run's saved state and rollout dump (rl/sampler/verl_writeback.py); {"kind": "uniform"} otherwise."""
+    run's saved state and rollout dump (rl/grpo/verl_sampler_writeback.py); {"kind": "uniform"} otherwise."""
     if cfg.sampler.kind != "online":
         return {"kind": cfg.sampler.kind}
-    from rl.sampler.verl_writeback import verl_posterior
+    from rl.grpo.verl_sampler_writeback import verl_posterior
 
     final_step = int(checkpoint.parent.name.rsplit("_", 1)[1])  # checkpoints/global_step_N/actor
     provenance = {"model_id": meta.get("model_id"), "config_hash": config_hash(cfg), "seed": cfg.seed, "gradus_version": __version__}

@@ -1,6 +1,6 @@
 """The online difficulty sampler: which prompts the next GRPO step trains on.
 
-API (used by the TRL backend, rl/grpo/trl_sampler.py, and the verl plugin, rl/sampler/verl_plugin.py):
+API (used by the TRL backend, rl/grpo/trl_sampler.py, and the verl plugin, rl/grpo/verl_sampler.py):
 
     from rl.sampler import SamplerConfig, build_sampler
     sampler = build_sampler(cfg.sampler, rows, seed)  # rows: per-sample dicts with "id", "extra_info" (the verl parquet's)
@@ -204,7 +204,7 @@ class OnlineDifficultySampler:
 
     def prior_dict(self) -> dict[str, Any]:
         """The pool and its prior (JSON). With a state_dict it rebuilds this sampler (`from_prior`):
-        how the verl write-back recovers the sampler the plugin ran (rl/sampler/verl_writeback.py)."""
+        how the verl write-back recovers the sampler the plugin ran (rl/grpo/verl_sampler_writeback.py)."""
         return {"ids": list(self.ids), "alpha": self.a0.tolist(), "beta": self.b0.tolist(),
                 "domains": [str(d) for d in self.domains], "domain_weights": {} if "*" in self.weights else dict(self.weights)}
 

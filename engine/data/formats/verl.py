@@ -45,6 +45,11 @@ def verl_schema(pixel_keys: Sequence[str] = ()) -> pa.Schema:
     )
 
 
+def is_verl_file(path: Path) -> bool:
+    """A parquet file with verl's columns (used as it is, never exported again)."""
+    return path.is_file() and path.suffix == ".parquet" and set(KNOWN_COLUMNS) <= set(pq.read_schema(path).names)
+
+
 # ----- writer -----
 
 def write_verl(

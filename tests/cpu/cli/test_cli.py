@@ -113,7 +113,8 @@ def test_every_subcommand_help_says_what_it_does_its_choices_and_defaults():
 
 
 def test_convert_and_export_help_describe_every_format_and_the_image_roots():
-    from pipelines.cli import CONVERT_FORMATS, EXPORT_FORMATS, build_parser
+    from pipelines.cli import build_parser
+    from pipelines.registry import CONVERT_FORMATS, EXPORT_FORMATS
     from engine.data.formats import READERS, WRITERS
 
     assert set(CONVERT_FORMATS) == set(READERS) and set(EXPORT_FORMATS) == set(WRITERS)

@@ -160,6 +160,20 @@ def _circle(graph: dict[str, set[str]], group: set[str]) -> list[str]:
     raise AssertionError(f"no circle through {start} in {sorted(group)}")
 
 
+def package_of(module: str) -> str:
+    """The sub-package a module belongs to: its first two dotted parts (`engine.data.formats.verl` ->
+    `engine.data`); a top-level module or package is its own group."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph folded onto sub-packages: `a -> b` when some module of a imports one of b."""
+    packages: dict[str, set[str]] = {package_of(module): set() for module in graph}
+    for module, targets in graph.items():
+        packages[package_of(module)].update(package_of(t) for t in targets if package_of(t) != package_of(module))
+    return packages
+
+
 def test_no_import_points_up():
     bad = upward_imports(import_graph(REPO, named=True))
     assert not bad, "imports pointing up (order: benchmarks -> pipelines -> rl -> engine):\n" + "\n".join(bad)
@@ -168,6 +182,13 @@ def test_no_import_points_up():
 def test_no_import_circles():
     cycles = import_cycles(import_graph(REPO))
     assert not cycles, "import circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_package_circles():
+    """Sub-packages are layered too: a circle between two of them (engine.data -> engine.verifiers ->
+    engine.data) means code sits in the wrong one, even where no two modules import each other."""
+    cycles = import_cycles(package_graph(import_graph(REPO)))
+    assert not cycles, "package circles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
 def test_the_walk_sees_every_kind_of_reference(tmp_path):

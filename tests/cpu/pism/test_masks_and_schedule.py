@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from engine.config import ConfigError, from_dict
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.pism import BucketConfig, PismConfig, SampleSchedule, bucket_of, draw_seed, mask_image
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from engine.generation.base import GenerationConfig
 
 from engine.generation.factory import make_backend
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.pism import mask_image
 
 # (width, height): square, both orientations, small (upscaled), large (downscaled), very thin

@@ -16,7 +16,7 @@ from engine.data.images import ImagePolicy
 from engine.data.shards import iter_samples
 from engine.generation.base import GenerationConfig
 from engine.generation.factory import make_backend
-from engine.generation.vision_grid import VisionGrid
+from engine.vision_grid import VisionGrid
 from engine.pism import PismConfig, score_samples
 from engine.pism.schedule import replay
 from engine.pism.scorer import draw_request

@@ -1,4 +1,4 @@
-"""Curriculum stages as one job (rl/curriculum) and SFT as a recipe (rl/sft/run.py), on CPU.
+"""Curriculum stages as one job (rl/curriculum) and SFT as a recipe (rl/train_sft.py), on CPU.
 
 What this proves:
 - a 2-stage curriculum on the warm-started tiny model, SFT through Ray Train on two CPU workers
@@ -154,7 +154,7 @@ def test_rejection_sampled_shards_need_the_passthrough_template(tmp_path, warm_m
 
     from engine.data.shards import iter_samples, write_shards
     from rl.sft.config import SFTConfig
-    from rl.sft.run import resolve
+    from rl.train_sft import resolve
 
     sample = next(iter_samples(warm_corpus / "train"))
     rs = dataclasses.replace(sample, id="x-rs0", answer="\\boxed{3}", meta={**sample.meta, "rejection_sampling": {"draw": 0}})

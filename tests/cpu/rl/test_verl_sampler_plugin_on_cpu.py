@@ -1,4 +1,4 @@
-"""The online sampler as a verl 0.9.1 plugin (rl/sampler/verl_plugin.py), run through verl's own code on CPU.
+"""The online sampler as a verl 0.9.1 plugin (rl/grpo/verl_sampler.py), run through verl's own code on CPU.
 
 What this proves, with no Ray, GPU or rollout engine:
 - the override set `gradus train grpo --backend verl` builds for `sampler.kind: online` composes in
@@ -93,7 +93,7 @@ def _verl_config(cfg: GrpoJobConfig, train: Path, val: Path, uploaded: bool = Fa
 def test_online_sampler_overrides_compose_and_verl_loads_the_plugin(tmp_path, data, tiny_random_model):
     from verl.utils.dataset.rl_dataset import get_dataset_class
 
-    from rl.sampler.verl_plugin import OnlineSamplerDataset
+    from rl.grpo.verl_sampler import OnlineSamplerDataset
 
     cfg = _cfg(tmp_path / "run", tiny_random_model)
     assert cfg.data.shuffle  # the example shuffles; the sampler's run must not
@@ -139,7 +139,7 @@ def test_train_grpo_verl_dry_run_writes_the_settings_the_plugin_reads(tmp_path, 
     from dataclasses import replace
 
     from rl.grpo.run import run_grpo
-    from rl.sampler.verl_plugin import read_settings
+    from rl.grpo.verl_sampler import read_settings
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_store").mkdir()
@@ -312,12 +312,12 @@ def test_prompts_verl_drops_stop_the_run_instead_of_vanishing(tmp_path, data, ti
         if change == "too_long":
             config.data.max_prompt_length = 8
         else:
-            config.data.custom_cls.path = str(REPO / "rl" / "sampler" / "verl_plugin.py")
+            config.data.custom_cls.path = str(REPO / "rl" / "grpo" / "verl_sampler.py")
     with pytest.raises(ConfigError, match=f"prompt filter dropped {N_SAMPLES}"):
         _trainer(config)
 
 
-# ----- after the run: the posterior written back (rl/sampler/verl_writeback.py) -----
+# ----- after the run: the posterior written back (rl/grpo/verl_sampler_writeback.py) -----
 
 @pytest.fixture(scope="module")
 def pism_store(tmp_path_factory) -> Path:

@@ -23,8 +23,8 @@ from typing import Any
 from engine.config import ConfigError
 from rl.grpo.config import GrpoJobConfig
 from rl.grpo.rollout_log import read_verl_dump
+from rl.grpo.verl_sampler import STATE_FILE, prior_path, read_settings
 from rl.sampler.core import OnlineDifficultySampler
-from rl.sampler.verl_plugin import STATE_FILE, prior_path, read_settings
 from rl.sampler.writeback import POSTERIOR, write_back, write_posterior
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ def _check_rejection_template(train: Path, template: str) -> None:
 
 def resolve(cfg: SFTConfig) -> tuple[SFTConfig, str, Path]:
     """(the config run_sft gets: real model and data paths, output_dir = <output_dir>/model; model id; job folder)."""
-    from rl.grpo.data import is_verl_file
+    from engine.data.formats.verl import is_verl_file
     from rl.sources import resolve_data, resolve_model
 
     if not cfg.model_path or not cfg.train_data or not cfg.output_dir:

@@ -19,9 +19,9 @@ exactly that:
   the resume says so.
 - at start the train instance writes the pool verl kept, its prior and the state before step 1
   (`sampler_prior.json` beside the settings file): with the saved states and verl's rollout dump, the
-  write-back after the run (rl/sampler/verl_writeback.py) rebuilds the posterior of every step.
+  write-back after the run (rl/grpo/verl_sampler_writeback.py) rebuilds the posterior of every step.
 
-verl loads the class by module name (`data.custom_cls.path=pkg://rl.sampler.verl_plugin`): its
+verl loads the class by module name (`data.custom_cls.path=pkg://rl.grpo.verl_sampler`): its
 overlong-prompt filter pickles the dataset into a process pool, where a class loaded from a file path
 is rebuilt without its base class's methods and every row is silently dropped.
 The dataloader must run in this process (`data.dataloader_num_workers=0`): a worker process would
@@ -75,7 +75,7 @@ def prior_path(settings_path: str | Path) -> Path:
 
 
 def write_prior(sampler, report: dict[str, Any], path: str | Path) -> Path:
-    """What the write-back after the run rebuilds the sampler from (rl/sampler/verl_writeback.py): the pool
+    """What the write-back after the run rebuilds the sampler from (rl/grpo/verl_sampler_writeback.py): the pool
     as verl's prompt filter left it, the prior, the state before any verdict, and the prior's report."""
     record = {"prior": sampler.prior_dict(), "initial_state": sampler.state_dict(), "report": report}
     return publish_text(path, json.dumps(record, default=str) + "\n")
