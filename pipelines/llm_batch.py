@@ -19,7 +19,9 @@ What ray.data.llm 2.60 does not do, and is done here:
 - resume: the driver collects an item's draws and writes the item once all are in
   (`grouped_items`); a kill loses the items in flight, never part of one;
 - rows that cannot be prompted (bad structure, unreadable image, placeholder mismatch): a second
-  pass over the same rows, without the engine, records them with their reason (`error_frames`).
+  pass over the same rows, without the engine, records them with their reason (`error_frames`);
+- engine stop: its engine stage gives the engine core vLLM's default 5 s to stop, too little
+  for an ordered stop; ours waits as VLLMBackend does (pipelines/llm_engine_stage.py).
 """
 from __future__ import annotations
 
@@ -135,6 +137,7 @@ def build(gen: GenerationConfig, actors, batch_rows: int):
     """The ray.data.llm processor: one vLLM engine per replica, `actors` sizing and placing the replicas."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
 
+    from pipelines.llm_engine_stage import use_ordered_stop
     from pipelines.placement import ACTOR_ENV
 
     on_cpu = not actors.num_gpus
@@ -157,8 +160,10 @@ def build(gen: GenerationConfig, actors, batch_rows: int):
         should_continue_on_error=True,  # a failing request is that item's engine_error, not the job's end
     )
     sampling = sampling_args(gen, None)
-    return build_processor(config, preprocess=lambda row: _request(row, sampling), postprocess=_result,
-                           preprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS}, postprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS})
+    processor = build_processor(config, preprocess=lambda row: _request(row, sampling), postprocess=_result,
+                                preprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS}, postprocess_map_kwargs={"num_cpus": CPU_STAGE_CPUS})
+    use_ordered_stop(processor)  # the engine stopped as VLLMBackend stops it: no leaked shared memory
+    return processor
 
 
 def guard_worker() -> None:

@@ -32,6 +32,7 @@ class Job:
             self.proc = subprocess.Popen([GRADUS, *args], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         self.seen: dict[int, psutil.Process] = {}
         self.names: dict[int, str] = {}  # last command line seen
+        self.shm: set[str] = set()  # /dev/shm entries a process of the job had mapped (shared memory, semaphores)
 
     def processes(self) -> list[psutil.Process]:
         """Live processes of the job (zombies are gone), the driver excluded; remembers all seen."""
@@ -51,7 +52,12 @@ class Job:
         alive = [p for p in self.seen.values() if _alive(p)]
         for p in alive:  # a spawned process sets its title (VLLM::EngineCore) after it starts
             self.names[p.pid] = _cmdline(p) or self.names.get(p.pid, "")
+            self.shm |= _shm_mapped(p.pid)
         return alive
+
+    def shm_left(self) -> list[str]:
+        """The job's /dev/shm entries that still exist: nobody unlinked them."""
+        return sorted(name for name in self.shm if (SHM / name).exists())
 
     def wait_for_engine(self, timeout_s: float) -> None:
         """Until a vLLM engine core and its worker run (or fail the test)."""
@@ -76,6 +82,21 @@ class Job:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+SHM = Path("/dev/shm")
+
+
+def _shm_mapped(pid: int) -> set[str]:
+    """Names of the /dev/shm entries `pid` maps and has not seen unlinked (Ray's object store
+    file is unlinked at once and shows as "(deleted)"). Only the job's own: jobs beside it
+    create and remove entries of their own."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            paths = {line.split(None, 5)[5].strip() for line in maps if f" {SHM}/" in line}
+    except (OSError, IndexError):
+        return set()
+    return {path[len(f"{SHM}/"):] for path in paths if not path.endswith("(deleted)")}
 
 
 def _alive(p: psutil.Process) -> bool:
@@ -171,12 +192,14 @@ def test_sigterm_stops_the_job_and_everything_it_started(warm_model, warm_corpus
 
 
 @pytest.mark.slow
-def test_a_finished_vllm_job_prints_no_traceback_and_leaves_nothing(warm_model, warm_corpus, tmp_path):
-    """A normal `gradus generate` on vLLM: the actor's engine is shut down while its processes and
-    multiprocessing's resource tracker still live (no resource_tracker KeyError tracebacks, in
-    gradus's stderr or in the actor's own log), and gradus exits only after its processes."""
+@pytest.mark.parametrize("runner", ["actor", "ray_data_llm"])
+def test_a_finished_vllm_job_prints_no_traceback_and_leaves_nothing(warm_model, warm_corpus, tmp_path, runner):
+    """A normal `gradus generate` on vLLM, on either runner: the engine is shut down while its
+    processes and multiprocessing's resource tracker still live (no resource_tracker warnings or
+    KeyError tracebacks, in gradus's stderr or in the engine worker's own log), every shared-memory
+    segment the engine made is unlinked by its owner, and gradus exits only after its processes."""
     job = Job(["generate", f"input={warm_corpus / 'test'}", f"output={tmp_path / 'out'}", "limit=4",
-               f"generation.model_path={warm_model}"], tmp_path)
+               f"generation.model_path={warm_model}", f"runner={runner}"], tmp_path)
     try:
         while job.proc.poll() is None:
             job.processes()
@@ -195,5 +218,7 @@ def test_a_finished_vllm_job_prints_no_traceback_and_leaves_nothing(warm_model, 
         for text in [err] + [log.read_text(errors="replace") for log in logs]:
             assert "resource_tracker" not in text and "Traceback" not in text, text[-3000:]
         assert not left, f"still running after gradus exited: {_described(left)}"
+        assert any(name.startswith("psm_") for name in job.shm)  # the engine's message queues were seen
+        assert not job.shm_left(), f"left in {SHM}: {job.shm_left()}"
     finally:
         job.kill_leftovers()

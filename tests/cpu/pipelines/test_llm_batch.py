@@ -82,6 +82,21 @@ def test_runner_is_checked_against_the_backend():
 
 
 @pytest.mark.slow
+def test_the_engine_stage_stops_its_engine_in_order_and_keeps_its_resources(ray_session, warm_model):
+    """The processor's engine stage runs our UDF (an ordered engine stop; the leak it prevents is
+    checked end to end in tests/cpu/cli/test_job_lifecycle.py) and still asks for the replica's
+    CPUs only: swapping the UDF in must not re-run the stage's resource logic, which then asks
+    for a GPU and leaves a CPU job waiting forever."""
+    from pipelines.llm_batch import build
+    from pipelines.llm_engine_stage import ENGINE_STAGE, EngineStageUDF
+
+    processor = build(GenerationConfig(model_path=str(warm_model)), ActorPoolConfig(num_cpus=1, batch_size=4), batch_rows=4)
+    stage = processor.get_stage_by_name(ENGINE_STAGE)
+    assert stage.fn is EngineStageUDF
+    assert stage.map_batches_kwargs["num_cpus"] == 1 and "num_gpus" not in stage.map_batches_kwargs
+
+
+@pytest.mark.slow
 def test_eval_on_ray_data_llm_draws_what_the_actor_path_draws(ray_session, warm_model, warm_corpus, tmp_path):
     from engine.data.images import ImagePolicy
     from engine.data.sample import Sample
