@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,32 @@ def ray_session():
     init_ray(num_cpus=2, log_to_driver=False, address="local")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def ray_session_left_whole(request):
+    """Tests share one 2-CPU Ray session: a test that leaves an actor or placement group holding CPUs
+    would make every later Ray Data job wait forever for an actor slot. Fail the test that leaked,
+    naming what still holds the CPUs."""
+    yield
+    if "ray_session" not in request.fixturenames:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        return
+    total = ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + 30  # actors a finished job released are reaped asynchronously
+    while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.5)
+    free = ray.available_resources().get("CPU", 0)
+    if free < total:
+        from ray.util.state import list_actors, list_placement_groups
+
+        alive = [f"{a.class_name} ({a.actor_id[:8]})" for a in list_actors(filters=[("state", "=", "ALIVE")])]
+        groups = [g.placement_group_id[:8] for g in list_placement_groups(filters=[("state", "=", "CREATED")])]
+        pytest.fail(f"{request.node.nodeid} left {total - free:g} of {total:g} CPUs of the shared Ray session held: "
+                    f"alive actors {alive}, placement groups {groups}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

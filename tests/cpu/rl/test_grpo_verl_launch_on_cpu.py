@@ -95,8 +95,12 @@ def test_train_grpo_verl_dry_run_exports_data_verl_keeps(warm_model, warm_corpus
     assert record["launched"] is False and record["command"][:3] == [sys.executable, "-m", "verl.trainer.main_ppo"]
     assert (out / "verl_overrides.txt").read_text().split() == record["overrides"]
 
-    config = OmegaConf.create({"max_prompt_length": 512, "filter_overlong_prompts": True, "image_key": "images",
-                               "prompt_key": "prompt", "return_raw_chat": True, "truncation": "error"})
+    # filter_overlong_prompts_workers None: verl filters in this process. Its default forks a pool from
+    # the test process, and a fork of a process holding Ray's gRPC clients leaves the parent's existing
+    # GCS channels dead: every later ray.cluster_resources() of the shared session blocked for good
+    # (a CI run hung in the next Ray Data job until its hard limit).
+    config = OmegaConf.create({"max_prompt_length": 512, "filter_overlong_prompts": True, "filter_overlong_prompts_workers": None,
+                               "image_key": "images", "prompt_key": "prompt", "return_raw_chat": True, "truncation": "error"})
     dataset = rl_dataset.RLHFDataset([record["train_file"]], AutoTokenizer.from_pretrained(warm_model, local_files_only=True),
                                      config, processor=AutoProcessor.from_pretrained(warm_model, local_files_only=True))
     assert len(dataset) == 300  # every validation sample survives verl's overlong/processor filter
