@@ -4,6 +4,7 @@ path order and then row order, whatever order the files were written in; later c
 import os
 
 import numpy as np
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -61,3 +62,27 @@ def test_a_foreign_shard_is_cast_to_the_sample_schema(tmp_path):
                              "answer": ["1"], "task": ["t"], "verifier": ["numeric"]}), path)
     (table,) = read_shard_rows(str(path), np.asarray([0]))
     assert table.schema.field("id").type == pa.string() and table.column("meta").to_pylist() == [None]
+
+
+def test_parts_from_many_workers_merge_into_one_id_ordered_set(tmp_path):
+    """select's publish step: per-block parts (each sorted) -> the files a single writer would have written."""
+    from engine.data.shards import merge_sorted_shards, read_table
+
+    ids = [f"s{n:03d}" for n in range(23)]
+    parts = tmp_path / "parts"
+    for block, members in enumerate((ids[0::3], ids[1::3], ids[2::3])):  # interleaved id ranges, as store partitions give
+        write_shards([_sample(i, "count") for i in members], parts, rows_per_shard=3, prefix=f"part-{block}")
+    written = merge_sorted_shards(parts, tmp_path / "out", rows_per_shard=5)
+    assert [p.name for p in written] == [f"part-{n:05d}.parquet" for n in range(5)]
+    assert [pq.ParquetFile(p).metadata.num_rows for p in written] == [5, 5, 5, 5, 3]
+    merged = read_table(tmp_path / "out")
+    single = read_table(write_shards([_sample(i, "count") for i in ids], tmp_path / "single", rows_per_shard=5)[0].parent)
+    assert merged.equals(single)
+
+
+def test_merge_refuses_parts_that_are_not_sorted(tmp_path):
+    from engine.data.shards import merge_sorted_shards
+
+    write_shards([_sample(i, "count") for i in ("b", "a")], tmp_path / "parts")
+    with pytest.raises(ValueError, match="not strictly ascending"):
+        merge_sorted_shards(tmp_path / "parts", tmp_path / "out")
