@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -58,23 +59,59 @@ def ray_session():
     ray.shutdown()
 
 
+def _bounded(call, timeout_s: float):
+    """(finished, value) of `call()` run in a daemon thread for at most `timeout_s`."""
+    out: dict = {}
+    worker = threading.Thread(target=lambda: out.setdefault("value", call()), daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return "value" in out, out.get("value")
+
+
+def _cluster_cpus(ray, nodeid: str) -> tuple[float, float]:
+    """(total, free) CPUs of the shared session. Ray's state accessor keeps one gRPC channel to the GCS
+    for the life of the process; a test that forks this process (verl's dataset filter does, through a
+    process pool) can leave that channel dead, and every later `ray.cluster_resources()` (Ray Data
+    calls it to size a job) then blocks forever. A dead channel is replaced, and said so, instead."""
+    from ray._private import state
+
+    def resources():
+        return ray.cluster_resources().get("CPU", 0), ray.available_resources().get("CPU", 0)
+
+    done, value = _bounded(resources, 20)
+    if not done:
+        warnings.warn(f"Ray's GCS state channel stopped answering around {nodeid} (a fork of the test process?); "
+                      "reconnected it")
+        state.state._global_state_accessor = None
+        done, value = _bounded(resources, 20)
+        if not done:
+            pytest.fail(f"{nodeid}: the shared Ray session's GCS does not answer", pytrace=False)
+    return value
+
+
 @pytest.fixture(autouse=True)
 def ray_session_left_whole(request):
-    """Tests share one 2-CPU Ray session: a test that leaves an actor or placement group holding CPUs
-    would make every later Ray Data job wait forever for an actor slot. Fail the test that leaked,
-    naming what still holds the CPUs."""
+    """Tests share one 2-CPU Ray session: before a test that uses it, the session answers; after it, a
+    test that leaves an actor or placement group holding CPUs (so every later Ray Data job would wait
+    forever for an actor slot) fails, naming what holds them."""
+    uses_ray = "ray_session" in request.fixturenames
+    if uses_ray:
+        import ray
+
+        if ray.is_initialized():
+            _cluster_cpus(ray, request.node.nodeid)
     yield
-    if "ray_session" not in request.fixturenames:
+    if not uses_ray:
         return
     import ray
 
     if not ray.is_initialized():
         return
-    total = ray.cluster_resources().get("CPU", 0)
     deadline = time.monotonic() + 30  # actors a finished job released are reaped asynchronously
-    while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+    total, free = _cluster_cpus(ray, request.node.nodeid)
+    while free < total and time.monotonic() < deadline:
         time.sleep(0.5)
-    free = ray.available_resources().get("CPU", 0)
+        total, free = _cluster_cpus(ray, request.node.nodeid)
     if free < total:
         from ray.util.state import list_actors, list_placement_groups
 
