@@ -56,7 +56,10 @@ def ray_session():
     # test's) left /tmp/ray/ray_current_cluster behind, which a bare ray.init() would join
     init_ray(num_cpus=2, log_to_driver=False, address="local")
     yield ray
-    ray.shutdown()
+    # bounded: after a fork of this process left Ray's gRPC clients dead, shutdown can wait forever on
+    # them; the cluster's processes then end with this process (the exit guard below bounds that too)
+    if not _bounded(lambda: ray.shutdown() or True, 120)[0]:
+        warnings.warn("ray.shutdown() of the shared session did not return within 120 s")
 
 
 def _bounded(call, timeout_s: float):

@@ -7,11 +7,13 @@ single-process implementation recorded (data/demo/make_golden.py says how): stor
 counts, ids and rows per selection, exported records per format.
 """
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from engine.data import stream
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = json.loads((HERE / "data" / "demo" / "golden.json").read_text())
@@ -38,16 +40,17 @@ def _compare(result: dict) -> None:
 
 
 @pytest.mark.slow
-def test_ray_data_jobs_match_the_single_process_results(ray_session, tmp_path, monkeypatch):
-    blocks = []
-    real = stream.file_blocks
-    # read in blocks of 16 rows: the 240 samples span many blocks (exports keep them unbundled, so
-    # their parts must append back in the shards' order)
-    monkeypatch.setattr(stream, "file_blocks", lambda paths, rows, read=None: blocks.append(paths) or real(paths, 16, read))
-    monkeypatch.setattr(stream, "_row_count", lambda path: 10**9)  # every input counts as large: no job runs in-process
-    result = _load_steps()(tmp_path)
-    assert len(blocks) == 3 + 1 + 2 * 3  # 3 store builds, 1 select, 3 exports of 2 passes each: all went through Ray Data
-    _compare(result)
+def test_ray_data_jobs_match_the_single_process_results(ray_session, tmp_path):
+    """Blocks of 16 rows (the 240 samples span many blocks; exports keep them unbundled, so their parts must
+    append back in the shards' order), every input counted as large: no job runs in-process. The steps run
+    in a fresh process joined to the session's cluster (data/demo/ray_steps.py says why)."""
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    done = subprocess.run([sys.executable, str(HERE / "data" / "demo" / "ray_steps.py"), str(tmp_path)], capture_output=True,
+                          text=True, timeout=900, env=env, cwd=HERE.parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["ray_data_reads"] == 3 + 1 + 2 * 3  # 3 store builds, 1 select, 3 exports of 2 passes each: all through Ray Data
+    _compare(out["result"])
     _assert_published_in_id_order(tmp_path / "select" / "selections", rows_per_shard=64)
 
 
