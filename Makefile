@@ -48,6 +48,7 @@ bench: env
 	$(PY) benchmarks/grpo_tiny.py
 	$(PY) benchmarks/scale.py
 	$(PY) benchmarks/warmstart.py
+	$(PY) benchmarks/generation_engines.py
 	$(PY) benchmarks/demo.py
 
 clean:
