@@ -8,7 +8,7 @@ lands on both; the claim is the per-round ratio (second runner over first, draws
 median over the rounds with its min-max range. Reported per run: the model's wall time (engine
 start-up included, as a user pays it), draws per second over that wall time, and a digest of
 every item's outputs, so the runners can be seen to draw the same texts. Results go to
-benchmarks/results/generation_engines.json with the commit and the machine's load at each start.
+benchmarks/results/generation_engines.json, one key per workload (`eval_<items>x<n>`), with the commit and the machine's load at each start.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import merge_results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,8 +97,7 @@ def main() -> None:
                 "median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3),
                 "per_round": [round(x, 3) for x in ratios]}
     record["same_draws_across_runners"] = len({r["outputs_digest"] for rnd in rounds for r in rnd}) == 1
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record["runners"], indent=2))
+    merge_results(Path(args.out), {f"eval_{args.items}x{args.n}": record})  # one key per workload size
 
 
 if __name__ == "__main__":

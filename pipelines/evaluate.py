@@ -47,7 +47,7 @@ from engine.ray_session import init_ray
 from engine.tracking import WandbConfig
 from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
 from pipelines.generate import ActorPoolConfig
-from pipelines.llm_batch import check_runner
+from pipelines.llm_batch import check_runner, resolve_runner
 from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 
@@ -72,10 +72,8 @@ class EvalJobConfig:
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=0.7, max_new_tokens=24))
     images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
-    # how the vLLM backend's draws run: "actor" (one VLLMBackend per actor: ordered engine shutdown, the default) or
-    # "ray_data_llm" (ray.data.llm's processor, same draws; not the default: on this 2-core CPU it was not faster and
-    # its engine stage leaves one shared-memory segment at exit, docs/evaluation.md)
-    runner: str = "actor"
+    # the draws are the same on every runner; "actor" keeps one engine per actor of the pool (docs/evaluation.md)
+    runner: str = "auto"  # "auto" (ray.data.llm on vLLM, pipelines/llm_batch.py; the actor pool on HF), "actor" or "ray_data_llm"
     limit: int = 0  # 0 = every item; else a stable subset: the `limit` ids ranked first by sha256(id) (spread over tasks, same for every model)
     rows_per_block: int = 64  # unit of streaming writes and of resume
     wandb: WandbConfig = field(default_factory=WandbConfig)
@@ -198,7 +196,7 @@ def _stage(cfg: EvalJobConfig, label: str, path: str, prov: dict, images: dict):
     """The vLLM backend's draws are plain batch generation: ray.data.llm (pipelines/llm_batch.py);
     the HF backend keeps the actor (one HF model per actor)."""
     gen = from_dict(GenerationConfig, {**to_dict(cfg.generation), "model_path": path})
-    if cfg.runner == "actor":
+    if resolve_runner(cfg.runner, gen.backend) == "actor":
         return actor_stage(SCORER, {"generation": to_dict(gen), "n": cfg.n, "seed": cfg.seed, "label": label, "provenance": prov,
                                     "images": images}, cfg.actors.remote_args())
 

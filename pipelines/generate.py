@@ -30,7 +30,7 @@ from engine.generation.base import GenerationConfig, GenerationRequest
 from engine.generation.factory import make_backend
 from engine.publish import publish_file
 from pipelines.inputs import read_rows
-from pipelines.llm_batch import check_runner
+from pipelines.llm_batch import check_runner, resolve_runner
 from pipelines.resumable import output_schema, typed_table
 
 
@@ -77,7 +77,7 @@ class GenerateJobConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
-    runner: str = "actor"  # vLLM backend: "actor" (default) or "ray_data_llm" (same draws; see EvalJobConfig.runner)
+    runner: str = "auto"  # "auto" (ray.data.llm on vLLM, the actor pool on HF), "actor" or "ray_data_llm"; see EvalJobConfig.runner
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     seed: int = 0
     model_id: str = ""  # the model's name in every output's provenance (default: the model path)
@@ -163,7 +163,7 @@ def _result_frames(cfg: "GenerateJobConfig", ds, provenance: dict, chash: str):
     """Result frames for the rows of `ds`: ray.data.llm on the vLLM backend (plain batch generation,
     pipelines/llm_batch.py), the actor pool on the HF backend."""
     images = to_dict(cfg.images.absolute())
-    if cfg.runner == "ray_data_llm":
+    if resolve_runner(cfg.runner, cfg.generation.backend) == "ray_data_llm":
         from pipelines import llm_batch
 
         yield from llm_batch.error_frames(ds, images, partial(error_frame, provenance=provenance))

@@ -46,15 +46,23 @@ ENGINE_ERROR_COLUMN = "__inference_error__"  # set by ray.data.llm on a row the 
 
 # ----- rows in -----
 
-RUNNERS = ("actor", "ray_data_llm")
+# "auto": ray.data.llm on the vLLM backend, the actor pool on the HF backend (ray.data.llm runs vLLM only).
+RUNNERS = ("auto", "actor", "ray_data_llm")
 
 
 def check_runner(runner: str, backend: str, job: str) -> None:
-    """`runner` picks how a batch-generation job's vLLM draws run; ray.data.llm exists for vLLM only."""
+    """`runner` picks how a batch-generation job's draws run; ray.data.llm exists for vLLM only."""
     if runner not in RUNNERS:
         raise ConfigError(f"{job}.runner {runner!r} not in {RUNNERS}")
     if runner == "ray_data_llm" and backend != "vllm":
         raise ConfigError(f"{job}.runner=ray_data_llm needs generation.backend=vllm (got {backend!r}); the HF backend runs on the actor pool")
+
+
+def resolve_runner(runner: str, backend: str) -> str:
+    """The runner a job uses: "auto" is ray.data.llm wherever vLLM generates."""
+    if runner == "auto":
+        return "ray_data_llm" if backend == "vllm" else "actor"
+    return runner
 
 
 def data_url(image) -> str:
@@ -93,11 +101,15 @@ def prepare(raw: dict, policy: ImagePolicy) -> tuple[dict, Any, list | None, tup
         return stub, None, None, engine_failure(exc)
 
 
-PROMPT_COLUMNS = ("id", "task", "split", "messages_json", "verifier", "answer", "verifier_params", "draw", "seed")
+PROMPT_COLUMNS = ("id", "task", "split", "messages_json", "verifier", "answer", "verifier_params", "draw", "seed", "source")
 
 
-def prompt_rows(batch, images: dict, draws: int, seed: int, per_draw_seeds: bool):
-    """`draws` rows per promptable sample row: the chat (JSON), the draw's seed and what the verifier needs."""
+def prompt_rows(batch, images: dict, draws: int, seed: int, per_draw_seeds: bool, carry_source: bool = False):
+    """`draws` rows per promptable sample row: the chat (JSON), the draw's seed and what the verifier needs.
+    `carry_source`: draw 0 also carries the input row itself (pickled), for a job that needs the
+    sample after its draws (rejection sampling writes SFT samples from it); the other draws carry b""."""
+    import pickle
+
     import pandas as pd
 
     from engine.generation.seeds import draw_seed
@@ -110,7 +122,8 @@ def prompt_rows(batch, images: dict, draws: int, seed: int, per_draw_seeds: bool
             continue
         common = stub | {"messages_json": json.dumps(chat), "verifier": sample.verifier, "answer": sample.answer,
                          "verifier_params": json.dumps(sample.verifier_params)}
-        rows += [common | {"draw": d, "seed": draw_seed(seed, sample.id, 0.0, d) if per_draw_seeds else seed} for d in range(draws)]
+        rows += [common | {"draw": d, "seed": draw_seed(seed, sample.id, 0.0, d) if per_draw_seeds else seed,
+                           "source": pickle.dumps(raw) if carry_source and d == 0 else b""} for d in range(draws)]
     return pd.DataFrame(rows, columns=list(PROMPT_COLUMNS))
 
 
@@ -183,7 +196,7 @@ def _request(row: dict, sampling: dict) -> dict:
     return {"messages": json.loads(row["messages_json"]), "messages_json": None, "sampling_params": sampling | {"seed": int(row["seed"])}}
 
 
-DRAW_COLUMNS = ("id", "task", "split", "draw", "verifier", "answer", "verifier_params")
+DRAW_COLUMNS = ("id", "task", "split", "draw", "verifier", "answer", "verifier_params", "source")
 
 
 def _result(row: dict) -> dict:
@@ -202,9 +215,11 @@ def _draw(row: dict) -> dict:
     return out
 
 
-def draw_frames(ds, gen: GenerationConfig, actors, images: dict, draws: int, seed: int, per_draw_seeds: bool) -> Iterator:
+def draw_frames(ds, gen: GenerationConfig, actors, images: dict, draws: int, seed: int, per_draw_seeds: bool,
+                carry_source: bool = False) -> Iterator:
     """Every draw of the promptable rows of `ds`, as frames of draw rows (in no order)."""
-    prompts = ds.map_batches(prompt_rows, fn_kwargs={"images": images, "draws": draws, "seed": seed, "per_draw_seeds": per_draw_seeds},
+    prompts = ds.map_batches(prompt_rows, fn_kwargs={"images": images, "draws": draws, "seed": seed, "per_draw_seeds": per_draw_seeds,
+                                                     "carry_source": carry_source},
                              batch_format="pandas", num_cpus=CPU_STAGE_CPUS)
     processor = build(gen, actors, batch_rows=actors.batch_size * draws)
     return processor(prompts).map(_draw, num_cpus=CPU_STAGE_CPUS).iter_batches(batch_format="pandas", batch_size=None)
@@ -245,9 +260,13 @@ class StopRule:
         return "stop"
 
 
-def grouped_items(frames: Iterable, draws: int, rule: StopRule, item_frame: Callable) -> Iterator:
+def grouped_items(frames: Iterable, draws: int, rule: StopRule, item_frame: Callable, with_source: bool = False) -> Iterator:
     """Collect each item's `draws` draw rows; every frame of newly complete items becomes
-    `item_frame([(stub, Verified)])`. An item still missing draws at the end is a lost row: an error."""
+    `item_frame([(stub, Verified)])`, or `item_frame([(stub, Verified, input row)])` with
+    `with_source` (the row draw_frames carried with `carry_source`). An item still missing draws
+    at the end is a lost row: an error."""
+    import pickle
+
     pending: dict[str, list[dict]] = {}
     for frame in frames:
         complete = []
@@ -257,7 +276,10 @@ def grouped_items(frames: Iterable, draws: int, rule: StopRule, item_frame: Call
             if len(got) == draws:
                 complete.append(sorted(pending.pop(row["id"]), key=lambda r: r["draw"]))
         if complete:
-            yield item_frame(verify_items(complete, rule))
+            verified = verify_items(complete, rule)
+            if with_source:
+                verified = [(stub, res, pickle.loads(rows[0]["source"])) for (stub, res), rows in zip(verified, complete)]
+            yield item_frame(verified)
     if pending:
         raise RuntimeError(f"ray.data.llm returned fewer than {draws} draws for {len(pending)} items, e.g. {sorted(pending)[:3]}")
 

@@ -2,9 +2,9 @@
 
 The job's items (all, or a stable `limit`-sized subset) -> the scoring driver (pipelines/driver.py:
 drop ids already done, stream parts, consolidate; a killed job rerun with the same command resumes)
-running RejectionActor on an actor pool -> n seeded draws per item on the model's engine (vLLM or
-HF; the draw/verify code evaluation uses, engine/generation/verified.py) -> every draw judged by
-the item's own verifier -> `scores.parquet`
+-> n seeded draws per item (vLLM: ray.data.llm's processor, pipelines/llm_batch.py; HF, or
+runner=actor: RejectionActor on an actor pool; the same draws either way) -> every draw judged by
+the item's own verifier -> the keep rules (Keeper) -> `scores.parquet`
 (one row per item: n, c, kept responses, filter counts) + `quarantine.parquet`, then
 `shards/` (canonical SFT shards, one sample per kept response) + `summary.json` + yield plot +
 `report.html` + a wandb run.
@@ -30,7 +30,7 @@ stands in for it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, pu
 from pipelines.evaluate import check_draws, load_items, ranked_items
 from pipelines.generate import ActorPoolConfig
 from pipelines.inputs import read_shard_rows
+from pipelines.llm_batch import check_runner, resolve_runner
 from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "n", "c", "kept", "kept_draws", "draws_passed", "tokens", "duplicates", "truncated",
@@ -71,6 +72,7 @@ class RejectionSampleConfig:
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(backend="vllm", temperature=1.0, max_new_tokens=24))
     images: ImagePolicy = field(default_factory=ImagePolicy)  # image roots and limits, as `gradus data convert` takes them
     actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
+    runner: str = "auto"  # "auto" (ray.data.llm on vLLM, the actor pool on HF), "actor" or "ray_data_llm"; same draws on each
     limit: int = 0  # 0 = every item; else the `limit` ids ranked first by sha256(id) (stable, spread over tasks)
     rows_per_block: int = 64  # unit of streaming writes and of resume
     rows_per_shard: int = 512  # SFT shards
@@ -81,6 +83,7 @@ class RejectionSampleConfig:
         if self.keep_per_item < 0 or self.limit < 0 or self.rows_per_block < 1 or self.rows_per_shard < 1:
             raise ConfigError("rejection-sample: need keep_per_item >= 0, limit >= 0, rows_per_block >= 1, rows_per_shard >= 1")
         self.actors.validate()
+        check_runner(self.runner, self.generation.backend, "rejection-sample")
         self.wandb.validate()
 
     def require_paths(self) -> None:
@@ -108,8 +111,56 @@ def _draw_info(cfg_seed: int, sample_id: str, draw: int, provenance: dict) -> di
     return {"draw_seed": draw_seed(cfg_seed, sample_id, 0.0, draw), "response_template": SFT_RESPONSE_TEMPLATE, **provenance}
 
 
+class Keeper:
+    """Which of an item's verified draws are kept (the module docstring's rules, in draw order), on either runner."""
+
+    def __init__(self, cfg: "RejectionSampleConfig", processor=None):
+        self.cfg = cfg
+        self._processor = processor  # rl/sft's collator needs the model's processor; loaded on first use if not given
+
+    def _trainable(self, sft) -> bool:
+        """rl/sft's own collator on the written sample: False when it cannot find the response tokens."""
+        from rl.sft.collate import build_batch
+
+        if self._processor is None:
+            from transformers import AutoProcessor
+
+            self._processor = AutoProcessor.from_pretrained(self.cfg.model_path, local_files_only=True)
+        try:
+            build_batch([sft], self._processor, SFT_RESPONSE_TEMPLATE, self.cfg.images)
+        except ValueError:
+            return False
+        return True
+
+    def row(self, stub: dict, sample, d) -> dict:
+        """One item's output row from its `Verified` draws."""
+        cfg = self.cfg
+        row = SCORER.blank(**stub, error=d.error, error_detail=d.error_detail)
+        if d.error:
+            return row
+        kept, kept_draws, seen = [], [], set()
+        counts = {"duplicates": 0, "truncated": 0, "over_limit": 0, "untrainable": 0}
+        for draw, (text, passed, finish) in enumerate(zip(d.texts, d.passed, d.finish)):
+            if not passed:
+                continue
+            if finish == "length" and not cfg.keep_truncated:
+                counts["truncated"] += 1
+            elif text in seen:
+                counts["duplicates"] += 1
+            elif cfg.keep_per_item and len(kept) >= cfg.keep_per_item:
+                counts["over_limit"] += 1
+            elif cfg.check_collator and not self._trainable(sft_sample(sample, text, draw, {})):
+                counts["untrainable"] += 1
+            else:
+                kept.append(text)
+                kept_draws.append(draw)
+            seen.add(text)
+        row.update(n=len(d.passed), c=sum(d.passed), kept=kept, kept_draws=kept_draws, draws_passed=d.passed, tokens=sum(d.tokens), **counts)
+        return row
+
+
 class RejectionActor:
-    """One engine per actor; a batch becomes one row per item with its kept responses."""
+    """The actor runner (runner=actor, and the HF backend): one engine per actor; a batch becomes one row per item."""
 
     def __init__(self, job: dict, provenance: dict):
         from engine.generation.factory import make_backend
@@ -117,61 +168,48 @@ class RejectionActor:
         self.cfg = from_dict(RejectionSampleConfig, job)
         self.backend = make_backend(from_dict(GenerationConfig, {**to_dict(self.cfg.generation), "model_path": self.cfg.model_path}))
         self.provenance = provenance
-        self.policy = self.cfg.images
-        self._processor = None
-
-    def _trainable(self, sft) -> bool:
-        """rl/sft's own collator on the written sample: False when it cannot find the response tokens."""
-        from rl.sft.collate import build_batch
-
-        if self._processor is None:
-            self._processor = getattr(self.backend, "processor", None)
-            if self._processor is None:
-                from transformers import AutoProcessor
-
-                self._processor = AutoProcessor.from_pretrained(self.cfg.model_path, local_files_only=True)
-        try:
-            build_batch([sft], self._processor, SFT_RESPONSE_TEMPLATE, self.policy)
-        except ValueError:
-            return False
-        return True
+        self.keeper = Keeper(self.cfg, getattr(self.backend, "processor", None))
 
     def __call__(self, batch):
         from engine.generation.verified import sample_and_verify
 
         cfg = self.cfg
-        good, bad = load_items(batch, self.policy)
+        good, bad = load_items(batch, cfg.images)
         rows = [SCORER.blank(**stub, error=reason, error_detail=detail) for stub, reason, detail in bad]
         draws = sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, cfg.n, cfg.seed)
-        for (stub, sample, _), d in zip(good, draws):
-            row = SCORER.blank(**stub, error=d.error, error_detail=d.error_detail)
-            rows.append(row)
-            if d.error:
-                continue
-            kept, kept_draws, seen = [], [], set()
-            counts = {"duplicates": 0, "truncated": 0, "over_limit": 0, "untrainable": 0}
-            for draw, (text, passed, finish) in enumerate(zip(d.texts, d.passed, d.finish)):
-                if not passed:
-                    continue
-                if finish == "length" and not cfg.keep_truncated:
-                    counts["truncated"] += 1
-                elif text in seen:
-                    counts["duplicates"] += 1
-                elif cfg.keep_per_item and len(kept) >= cfg.keep_per_item:
-                    counts["over_limit"] += 1
-                elif cfg.check_collator and not self._trainable(sft_sample(sample, text, draw, {})):
-                    counts["untrainable"] += 1
-                else:
-                    kept.append(text)
-                    kept_draws.append(draw)
-                seen.add(text)
-            row.update(n=len(d.passed), c=sum(d.passed), kept=kept, kept_draws=kept_draws, draws_passed=d.passed, tokens=sum(d.tokens), **counts)
+        rows += [self.keeper.row(stub, sample, d) for (stub, sample, _), d in zip(good, draws)]
         return SCORER.frame(rows, self.provenance)
 
 
-# The draws are evaluation's (seeded, verified); what is kept also needs rl/sft's collator on the
-# sample, so rejection sampling keeps its actor on every backend (docs/evaluation.md).
 SCORER = Scorer("rejection-sample", OUTPUT_SCHEMA, RejectionActor)
+
+
+def _stage(cfg: RejectionSampleConfig, prov: dict, images: ImagePolicy):
+    """The draws are plain batch generation: on the vLLM backend they run on ray.data.llm
+    (pipelines/llm_batch.py), which carries each input row past the engine so the driver can apply
+    the keep rules (rl/sft's collator needs the sample); the HF backend keeps the actor pool."""
+    if resolve_runner(cfg.runner, cfg.generation.backend) == "actor":
+        return actor_stage(SCORER, {"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": prov}, cfg.actors.remote_args())
+    gen = from_dict(GenerationConfig, {**to_dict(cfg.generation), "model_path": cfg.model_path})
+    keeper = Keeper(replace(cfg, images=images))  # runs in the driver: the job's absolute image policy
+
+    def error_frame(failed):
+        return SCORER.frame([SCORER.blank(**stub, error=code, error_detail=detail) for stub, code, detail in failed], prov)
+
+    def item_frame(items):
+        from engine.data.sample import Sample
+
+        return SCORER.frame([keeper.row(stub, Sample.from_row(raw), d) for stub, d, raw in items], prov)
+
+    def run(ds):
+        from pipelines import llm_batch
+
+        policy = to_dict(images)
+        yield from llm_batch.error_frames(ds, policy, error_frame)
+        draws = llm_batch.draw_frames(ds, gen, cfg.actors, policy, cfg.n, cfg.seed, per_draw_seeds=True, carry_source=True)
+        yield from llm_batch.grouped_items(draws, cfg.n, llm_batch.StopRule.of(gen), item_frame, with_source=True)
+
+    return run
 
 
 def _write_shards(cfg: RejectionSampleConfig, items: ShardIndex, kept: dict[str, list[tuple[int, str]]], provenance: dict,
@@ -266,7 +304,7 @@ def run_rejection_sample(cfg: RejectionSampleConfig) -> dict:
     images = cfg.images.absolute()
     items = ranked_items(cfg.input, cfg.limit)
     prov = provenance(cfg.model_id or cfg.model_path, chash, cfg.seed)
-    stage = actor_stage(SCORER, {"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": prov}, cfg.actors.remote_args())
+    stage = _stage(cfg, prov, images)
     run = score(SCORER, out, job_stamp(chash, cfg.input, images), items, stage, cfg.rows_per_block, prov, subset=bool(cfg.limit))
     frame, bad = run.frame, run.bad
     ok = frame[~bad & frame["error"].isna() & frame["n"].notna()]

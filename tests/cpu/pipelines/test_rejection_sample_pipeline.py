@@ -92,3 +92,42 @@ def test_rejection_sampling_keeps_verified_responses_as_sft_shards(ray_session, 
 
     assert (out / "yield_per_task.png").exists() and (out / "report.html").read_text().count("data:image/png;base64,") == 1
     assert json.loads((out / "summary.json").read_text())["kept"] == summary["kept"]
+
+
+def test_on_vllm_the_draws_run_on_ray_data_llm_unless_asked_otherwise():
+    from pipelines.llm_batch import resolve_runner
+
+    cfg = RejectionSampleConfig()
+    cfg.validate()
+    assert cfg.generation.backend == "vllm" and resolve_runner(cfg.runner, cfg.generation.backend) == "ray_data_llm"
+    assert resolve_runner("auto", "hf") == "actor" and resolve_runner("actor", "vllm") == "actor"
+    with pytest.raises(ConfigError, match="needs generation.backend=vllm"):
+        from_dict(RejectionSampleConfig, {"runner": "ray_data_llm", "generation": {"backend": "hf", "temperature": 1.0}})
+
+
+@pytest.mark.slow
+def test_rejection_sampling_on_ray_data_llm_keeps_what_the_actor_runner_keeps(ray_session, warm_model, warm_corpus, tmp_path):
+    """The same seeds on vLLM through ray.data.llm (the default) and through the actor pool: the same
+    draws, verdicts and kept responses per item, the same quarantine and the same SFT shards."""
+    from pipeline_inputs import spread_rows, write_small_files
+
+    picked = spread_rows(warm_corpus, 8)
+    picked[3]["images"] = [{"bytes": b"not an image", "path": None}]
+    (tmp_path / "in").mkdir()
+    src = write_small_files(picked, tmp_path / "in", 4)
+    got = {}
+    for runner in ("auto", "actor"):
+        cfg = RejectionSampleConfig(input=str(src), output=str(tmp_path / runner), model_path=str(warm_model), n=4, keep_per_item=2, seed=0,
+                                    generation=GenerationConfig(backend="vllm", temperature=1.0, max_new_tokens=16), runner=runner,
+                                    actors=ActorPoolConfig(num_cpus=1, batch_size=4, omp_threads=1), rows_per_block=4, rows_per_shard=5,
+                                    wandb=WandbConfig(mode="disabled"))
+        summary = run_rejection_sample(cfg)
+        scores = pd.read_parquet(tmp_path / runner / "scores.parquet").sort_values("id").reset_index(drop=True)
+        shards = sorted((s.id, s.answer, s.meta["rejection_sampling"]["draw"]) for s in iter_samples(summary["shards"]))
+        got[runner] = (summary, scores, shards)
+    (s_rdl, rdl, shards_rdl), (s_act, act, shards_act) = got["auto"], got["actor"]
+    columns = ["id", "n", "c", "kept", "kept_draws", "draws_passed", "tokens", "duplicates", "truncated", "over_limit", "untrainable", "error"]
+    assert rdl[columns].astype(str).equals(act[columns].astype(str))
+    assert s_rdl["quarantined"] == s_act["quarantined"] == {"image_corrupt": 1}
+    assert s_rdl["kept"] == s_act["kept"] > 0 and shards_rdl == shards_act
+    assert s_rdl["filtered"] == s_act["filtered"] and s_rdl["config_hash"] == s_act["config_hash"]
