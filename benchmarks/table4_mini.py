@@ -7,7 +7,8 @@ Two phases, one command:
    of the variance left to seeds (`items_needed`).
 2. Powered run: the same config with that many held-out items (capped by the split) and
    `--seeds` training seeds; every arm trains once per seed, every model is evaluated on the same
-   items with the same seeded draws.
+   items with the same seeded draws (at configs/demo.yaml's evaluation temperature, the rollouts' one),
+   then greedily (`greedy_*` per arm: one draw at T 0, the same items).
 
 Differences between arms are paired over items and averaged over seeds; their SE adds the
 between-seed spread of the per-seed differences to the SE over items (a seed that moves all
@@ -19,7 +20,7 @@ Writes benchmarks/results/table4_mini.json: design (pilot sd, items, seeds, targ
 {informative_share, train_reward_margin_sd, acc, vs_base, vs_base_se, vs_random, vs_random_se,
 generations.scoring, generations.training, acc_gain_per_1k_generations}, detectable_effect,
 best_arm_vs_base_in_se and a verdict sentence.
-Run: .venv/bin/python benchmarks/table4_mini.py [--seeds 0 1] [--target 0.03] [--max-items 600] [--pilot DIR] [--arms ...]
+Run: .venv/bin/python benchmarks/table4_mini.py [--seeds 0 1] [--target 0.03] [--max-items 400] [--no-greedy] [--pilot DIR] [--arms ...]
 """
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results" / "table4_mini.json"
 
 
-def item_rates(out: Path) -> pd.DataFrame:
+def item_rates(out: Path, folder: str = "eval") -> pd.DataFrame:
     """The demo's held-out rows: model, id, task, pass_rate (judged items only)."""
-    rows = pd.read_parquet(out / "eval" / "results.parquet", columns=["model", "id", "task", "pass_rate"])
+    rows = pd.read_parquet(out / folder / "results.parquet", columns=["model", "id", "task", "pass_rate"])
     return rows[rows["pass_rate"].notna()]
 
 
@@ -97,6 +98,21 @@ def run_demo_at(out: Path, seeds: list[int], heldout_limit: int | None, arms: li
     return run_demo(cfg)
 
 
+def greedy_eval(out: Path, summary: dict, items: int) -> Path:
+    """Every model of the powered run again on the same held-out items, greedy (one draw at T 0):
+    the number a user who decodes greedily sees, beside the sampled one at the rollout temperature."""
+    from engine.config import load_config
+    from pipelines.evaluate import EvalJobConfig, run_eval
+
+    models = {"base": summary["model_path"], **{name: r["final_model"] for name, r in summary["train"].items()}}
+    cfg = load_config(EvalJobConfig, REPO / "configs" / "eval" / "default.yaml",
+                      [f"input={summary['heldout']}", f"output={out / 'eval_greedy'}", f"limit={items}", "baseline=base", "n=1", "k=[1]",
+                       "generation.temperature=0.0", "wandb.mode=disabled"])
+    cfg.models = models
+    run_eval(cfg)
+    return out
+
+
 def verdict(arms: dict, detectable: float, target: float) -> str:
     mh, fs = arms.get("mid_hard", {}), arms.get("fullset", {})
     powered = detectable <= target
@@ -113,7 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--target", type=float, default=0.03, help="difference mid_hard - random to detect at 2 SE")
-    parser.add_argument("--max-items", type=int, default=600, help="held-out items available (the test split)")
+    parser.add_argument("--max-items", type=int, default=400, help="held-out items available (configs/demo.yaml's held-out: 4 families x 100)")
+    parser.add_argument("--no-greedy", action="store_true", help="skip the greedy evaluation of every model")
     parser.add_argument("--arms", nargs="*", default=[], help="a subset of configs/demo.yaml's arms (default: all; random is the control)")
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench" / "table4_mini"))
     parser.add_argument("--pilot", default="", help="an earlier `gradus demo` out_dir (configs/demo.yaml as shipped) to use as the pilot")
@@ -134,6 +151,7 @@ def main() -> None:
 
     summary = run_demo_at(out / "powered", list(args.seeds), items, args.arms)
     rows = item_rates(out / "powered")
+    greedy = None if args.no_greedy else item_rates(greedy_eval(out / "powered", summary, items), "eval_greedy")
     arms = {}
     for label, rec in summary["arms"].items():
         entry = dict(rec)
@@ -142,6 +160,9 @@ def main() -> None:
         if label != "random" and "random" in summary["arms"]:
             entry["vs_random_seed0"], entry["vs_random_se_seed0"] = rec.get("vs_random"), rec.get("vs_random_se")
             entry["vs_random"], entry["vs_random_se"] = paired_over_seeds(rows, label, "random", args.seeds, ref_seeded=True)
+        if greedy is not None:
+            entry["greedy_acc"] = round(float(greedy[greedy["model"].str.startswith(f"{label}-s")]["pass_rate"].mean()), 4)
+            entry["greedy_vs_base"], entry["greedy_vs_base_se"] = paired_over_seeds(greedy, label, "base", args.seeds, ref_seeded=False)
         total = (entry.get("generations") or {}).get("total")
         entry["acc_gain_per_1k_generations"] = round(1000 * entry["vs_base"] / total, 5) if total else None
         arms[label] = entry
@@ -153,7 +174,9 @@ def main() -> None:
                    "se_definition": "sqrt(se_items(seed-mean per-item diff)^2 + var_seeds(per-seed diff)/n_seeds)"},
         "pilot": {"out_dir": str(pilot_dir), "detectable_effect": pilot_summary["detectable_effect"], "heldout_items": pilot_summary["eval"]["items"],
                   "wall_s": pilot_wall},
-        "base": {"acc": next(r["acc"] for r in summary["comparison"] if r["data"] == "base (warm start)")},
+        "base": {"acc": next(r["acc"] for r in summary["comparison"] if r["data"] == "base (warm start)"),
+                 **({"greedy_acc": round(float(greedy[greedy["model"] == "base"]["pass_rate"].mean()), 4)} if greedy is not None else {})},
+        "eval_temperature": summary["eval"]["temperature"],
         "arms": arms,
         "detectable_effect": detectable,
         "best_arm": best,
