@@ -123,7 +123,8 @@ def verify_choice(output: str, truth: str, params: dict[str, Any]) -> VerifyResu
 
 
 # ---- numbers --------------------------------------------------------------------------------
-_DECIMAL = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?$")
+# a mantissa (digits, grouped digits or .digits) is required: "e2" alone is not a number (float() refuses it)
+_DECIMAL = re.compile(r"^[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?$")
 _FRACTION = re.compile(r"^([-+]?)\\[dt]?frac\{\s*([-+]?\d+)\s*\}\{\s*([-+]?\d+)\s*\}$|^([-+]?\d+)\s*/\s*([-+]?\d+)$")
 
 
@@ -143,7 +144,7 @@ def parse_number(text: str) -> float | None:
             return None
         value = float(Fraction(int(num), int(den)))
         return -value if sign == "-" else value
-    if not _DECIMAL.match(text) or not any(c.isdigit() for c in text):
+    if not _DECIMAL.match(text):
         return None
     value = float(text.replace(",", ""))
     return value if math.isfinite(value) else None

@@ -46,6 +46,12 @@ def test_extraction_takes_the_final_answer_not_the_reasoning():
     ("numeric", "<answer>-2.5.</answer>", "-2.5", {}, True, ""),
     ("numeric", B("5.."), "5", {}, False, "not_a_number"),
     ("numeric", B("."), "5", {}, False, "not_a_number"),
+    # an exponent needs a mantissa: a policy's "e2" is a wrong answer, not a verifier crash (seen in a demo eval)
+    ("numeric", B("e2"), "100", {}, False, "not_a_number"),
+    ("numeric", B("-e3"), "-1000", {}, False, "not_a_number"),
+    ("numeric", B("1e2"), "100", {}, True, ""),
+    ("numeric", B(".5e1"), "5", {}, True, ""),
+    ("count", B("e2"), "2", {}, False, "not_a_count"),
     ("count", B("5."), "5", {}, True, ""),
     ("numeric", "no box", "2", {}, False, "no_answer"),
     ("numeric", B(""), "2", {}, False, "no_answer"),
