@@ -18,14 +18,31 @@ class BucketConfig:
     easy_inclusive: bool = True  # lambda* == easy_min counts as easy (paper text); false follows its Table A (mid)
 
 
+# The tiny warm-started model's curve prior: engine.pism.schedule.fit_curve_prior on its reference run
+# (benchmarks/pism.py, 120 samples, min_weight 0.005). Each row: height, floor, midpoint, width, weight.
+TINY_CURVES = [
+    [0.02, 0.0, -0.05, 0.02, 0.1307], [0.02, 0.0, -0.05, 0.05, 0.0063], [0.02, 0.0, 0.25, 0.02, 0.0359],
+    [0.05, 0.0, -0.05, 0.02, 0.0166], [0.05, 0.0, 0.25, 0.02, 0.0091], [0.05, 0.0, 0.65, 0.02, 0.1355],
+    [0.1, 0.0, 0.85, 0.02, 0.0548], [0.15, 0.0, 0.15, 0.05, 0.0067], [0.15, 0.0, 0.65, 0.02, 0.038],
+    [0.15, 0.0, 0.75, 0.02, 0.0096], [0.2, 0.0, 0.15, 0.02, 0.028], [0.2, 0.0, 0.15, 0.05, 0.0099],
+    [0.3, 0.0, 0.45, 0.05, 0.0422], [0.3, 0.0, 0.55, 0.05, 0.038], [0.3, 0.02, 0.55, 0.02, 0.0094],
+    [0.4, 0.0, -0.05, 0.1, 0.0074], [0.4, 0.0, 0.55, 0.05, 0.1477], [0.4, 0.0, 0.65, 0.02, 0.0347],
+    [0.5, 0.0, -0.05, 0.1, 0.065], [0.5, 0.0, 0.35, 0.05, 0.0094], [0.6, 0.0, 0.35, 0.1, 0.0086],
+    [0.6, 0.0, 0.65, 0.02, 0.0161], [0.7, 0.0, 0.05, 0.02, 0.0085], [0.7, 0.0, 0.35, 0.1, 0.0222],
+    [0.8, 0.0, 0.05, 0.02, 0.0099], [0.8, 0.0, 0.65, 0.05, 0.0058], [0.8, 0.0, 0.75, 0.05, 0.0126],
+    [0.8, 0.05, 0.75, 0.02, 0.0107], [0.97, 0.0, 0.45, 0.05, 0.0179], [0.97, 0.0, 0.45, 0.1, 0.0134],
+    [0.97, 0.0, 0.65, 0.1, 0.0081], [0.97, 0.1, 0.15, 0.02, 0.0087], [0.97, 0.1, 0.35, 0.02, 0.014],
+    [0.97, 0.2, 0.35, 0.02, 0.0085],
+]
+
+
 @dataclass
 class ApproxConfig:
-    """The `approx` schedule: stop a ratio once its K-draw outcome is predicted with error below delta."""
-    delta: float = 0.1  # stop a ratio once P(all K draws would decide it the other way | draws so far) < delta
-    prior_alpha: float = 0.68  # Beta prior on a ratio's success rate; default: fitted to the tiny model (refit yours: engine.pism.schedule.fit_prior)
-    prior_beta: float = 1.54  # the prior is worth prior_alpha successes and prior_beta failures
-    min_draws: int = 1  # draws a ratio needs before the prediction may decide it
-    search: Literal["linear", "bisect"] = "linear"  # bisect: ratio 0, then halve the rest; assumes Pc never rises with the ratio
+    """The `approx` schedule: stop a sample once its lambda* is predicted within lambda_tolerance ratios
+    (same bucket) with error below delta, from a posterior over its success-rate curve (docs/pism.md)."""
+    delta: float = 0.01  # per-sample error bound: stop once P(exact lambda* outside the reported one's window | draws so far) < delta
+    lambda_tolerance: int = 1  # ratios the reported lambda* may be off by (the bucket and unsolved flag may not)
+    curves: list[list[float]] = field(default_factory=lambda: [list(c) for c in TINY_CURVES])  # prior over a sample's rate curve: [height, floor, midpoint, width, weight] rows, rate = floor + (height - floor) / (1 + exp((ratio - midpoint) / width)); fit yours with engine.pism.schedule.fit_curve_prior
 
 
 @dataclass
@@ -34,7 +51,7 @@ class PismConfig:
     draws: int = 10  # K: mask draws per ratio
     tau: float = 0.1  # a ratio fails when Pc < tau
     mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid of the engine's image processor
-    schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx predicts each ratio from fewer draws (pism.approx)
+    schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx stops once lambda* is predicted (pism.approx)
     max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)
@@ -51,8 +68,11 @@ class PismConfig:
         if self.buckets.hard_max > self.buckets.easy_min:
             raise ConfigError("pism.buckets: hard_max must not exceed easy_min")
         a = self.approx
-        if not 0.0 < a.delta < 0.5 or a.prior_alpha <= 0 or a.prior_beta <= 0 or not 1 <= a.min_draws <= self.draws:
-            raise ConfigError("pism.approx: need 0 < delta < 0.5, prior_alpha and prior_beta > 0, 1 <= min_draws <= draws")
+        if not 0.0 < a.delta < 0.5 or a.lambda_tolerance < 0:
+            raise ConfigError("pism.approx: need 0 < delta < 0.5 and lambda_tolerance >= 0")
+        if not a.curves or any(len(c) != 5 or not 0.0 <= c[1] <= c[0] <= 1.0 or c[3] <= 0 or c[4] <= 0 for c in a.curves):
+            raise ConfigError("pism.approx.curves: need rows [height, floor, midpoint, width, weight] with "
+                              "0 <= floor <= height <= 1, width > 0, weight > 0")
 
     @property
     def successes_needed(self) -> int:
