@@ -16,9 +16,12 @@ def per_family(samples, n: int) -> list:
     return picked
 
 
-def merge_results(path: Path, record: dict) -> None:
-    """Update this benchmark's keys in a results file other benchmarks also write."""
+def merge_results(path: Path, record: dict, drop: tuple[str, ...] = ()) -> None:
+    """Update this benchmark's keys in a results file other benchmarks also write; `drop`: keys of
+    this benchmark that a new method supersedes, removed."""
     merged = json.loads(path.read_text()) if path.exists() else {}
+    for key in drop:
+        merged.pop(key, None)
     merged.update(record)
     merged.pop("not_measured", None)
     path.write_text(json.dumps(merged, indent=2) + "\n")

