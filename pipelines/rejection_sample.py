@@ -94,6 +94,10 @@ class RejectionSampleConfig:
         if self.generation.model_path and self.generation.model_path != self.model_path:
             raise ConfigError("rejection-sample: generation.model_path must be empty or equal model_path")
 
+    def sampling_generation(self) -> GenerationConfig:
+        """`generation` with the sampling model filled in: what either runner's engine is started with."""
+        return from_dict(GenerationConfig, {**to_dict(self.generation), "model_path": self.model_path})
+
 
 def sft_sample(sample, response: str, draw: int, info: dict):
     """The canonical SFT sample for one kept response (see the module docstring)."""
@@ -109,6 +113,11 @@ def _draw_info(cfg_seed: int, sample_id: str, draw: int, provenance: dict) -> di
     from engine.generation.seeds import draw_seed
 
     return {"draw_seed": draw_seed(cfg_seed, sample_id, 0.0, draw), "response_template": SFT_RESPONSE_TEMPLATE, **provenance}
+
+
+def error_rows(failed) -> list[dict]:
+    """Rows of items that could not be sampled, from (row stub, reason code, detail): either runner."""
+    return [SCORER.blank(**stub, error=code, error_detail=detail) for stub, code, detail in failed]
 
 
 class Keeper:
@@ -166,7 +175,7 @@ class RejectionActor:
         from engine.generation.factory import make_backend
 
         self.cfg = from_dict(RejectionSampleConfig, job)
-        self.backend = make_backend(from_dict(GenerationConfig, {**to_dict(self.cfg.generation), "model_path": self.cfg.model_path}))
+        self.backend = make_backend(self.cfg.sampling_generation())
         self.provenance = provenance
         self.keeper = Keeper(self.cfg, getattr(self.backend, "processor", None))
 
@@ -175,7 +184,7 @@ class RejectionActor:
 
         cfg = self.cfg
         good, bad = load_items(batch, cfg.images)
-        rows = [SCORER.blank(**stub, error=reason, error_detail=detail) for stub, reason, detail in bad]
+        rows = error_rows(bad)
         draws = sample_and_verify([(s, imgs) for _, s, imgs in good], self.backend, cfg.n, cfg.seed)
         rows += [self.keeper.row(stub, sample, d) for (stub, sample, _), d in zip(good, draws)]
         return SCORER.frame(rows, self.provenance)
@@ -190,11 +199,11 @@ def _stage(cfg: RejectionSampleConfig, prov: dict, images: ImagePolicy):
     the keep rules (rl/sft's collator needs the sample); the HF backend keeps the actor pool."""
     if resolve_runner(cfg.runner, cfg.generation.backend) == "actor":
         return actor_stage(SCORER, {"job": to_dict(cfg) | {"images": to_dict(images)}, "provenance": prov}, cfg.actors.remote_args())
-    gen = from_dict(GenerationConfig, {**to_dict(cfg.generation), "model_path": cfg.model_path})
+    gen = cfg.sampling_generation()
     keeper = Keeper(replace(cfg, images=images))  # runs in the driver: the job's absolute image policy
 
     def error_frame(failed):
-        return SCORER.frame([SCORER.blank(**stub, error=code, error_detail=detail) for stub, code, detail in failed], prov)
+        return SCORER.frame(error_rows(failed), prov)
 
     def item_frame(items):
         from engine.data.sample import Sample
