@@ -50,6 +50,11 @@ class PismJobConfig:
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
     model_id: str = ""  # the model's name in every output's provenance (default: the model path)
 
+    def scores_key(self) -> dict:
+        """What decides the job's scores (not where they are written, nor the actor pool's shape)."""
+        return {"pism": self.pism.decisive(), "generation": to_dict(self.generation), "input": self.input, "limit": self.limit,
+                "images": to_dict(self.images), "model_id": self.model_id}
+
     def require_paths(self) -> None:
         if not self.input or not self.output:
             raise ConfigError("score pism: input and output are required (e.g. input=path/to/shards output=outputs/pism)")
@@ -106,7 +111,7 @@ def run_pism(cfg: PismJobConfig) -> dict:
     out = Path(cfg.output)
     # What decides a row's scores (not where it is written, nor how many rows run): the same
     # model and settings give the same hash in every output directory.
-    chash = config_hash({"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation)})
+    chash = config_hash({"pism": cfg.pism.decisive(), "generation": to_dict(cfg.generation)})
     images = cfg.images.absolute()
     index = index_shards(cfg.input).head(cfg.limit)
     prov = provenance(cfg.model_id or cfg.generation.model_path, chash, cfg.pism.seed)

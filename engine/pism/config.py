@@ -74,6 +74,18 @@ class PismConfig:
             raise ConfigError("pism.approx.curves: need rows [height, floor, midpoint, width, weight] with "
                               "0 <= floor <= height <= 1, width > 0, weight > 0")
 
+    def decisive(self) -> dict:
+        """The settings that decide a sample's record, for config hashes and ledger keys: the
+        approx schedule's settings only when it runs, never max_in_flight (draws are seeded, so
+        the records do not depend on how many are in flight)."""
+        from engine.config import to_dict
+
+        out = to_dict(self)
+        out.pop("max_in_flight")
+        if self.schedule != "approx":
+            out.pop("approx")
+        return out
+
     @property
     def successes_needed(self) -> int:
         """A ratio passes when Pc = successes / K >= tau, i.e. successes >= ceil(tau * K) (fails when Pc < tau)."""

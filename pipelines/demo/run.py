@@ -51,7 +51,7 @@ def score_pool(cfg: DemoConfig, ledger: StageLedger, pool: Path, data: dict, mod
 
     pism_cfg = _recipe(PismJobConfig, cfg.pism, [f"input={pool}", f"output={out / 'pism'}", f"generation.model_path={model_path}"])
     pism_cfg.model_id = model_id
-    pism = ledger.run("pism", [to_dict(pism_cfg), data], lambda: _keep(run_pism(pism_cfg), (
+    pism = ledger.run("pism", [pism_cfg.scores_key(), data], lambda: _keep(run_pism(pism_cfg), (
         "rows", "scored", "buckets", "per_task_buckets", "quarantined", "errors", "generations", "survival", "plots", "config_hash", "report", "wall_s")),
         folder=out / "pism")
     cmab_cfg = _recipe(CmabJobConfig, cfg.cmab, [f"input={pool}", f"output={out / 'cmab'}", f"model_path={model_path}",

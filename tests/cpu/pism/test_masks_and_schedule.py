@@ -133,3 +133,21 @@ def test_bad_config_is_rejected(bad, match):
 def test_patch_masks_need_the_engines_grid():
     with pytest.raises(ValueError, match="VisionGrid"):
         mask_image(_img(), 0.5, "patch", 3)
+
+
+def test_config_hash_covers_only_settings_that_decide_records():
+    """A user who tunes the approx schedule (or max_in_flight) while running the exact one must not
+    invalidate finished scores: the demo ledger and the job's config hash key on decisive()."""
+    from engine.config import config_hash
+    from pipelines.pism import PismJobConfig
+
+    base = PismJobConfig(input="in", output="out")
+    tuned = PismJobConfig(input="in", output="elsewhere")
+    tuned.pism.approx.delta, tuned.pism.max_in_flight, tuned.actors.max_actors = 0.2, 7, 3
+    assert config_hash(base.scores_key()) == config_hash(tuned.scores_key())
+    for job in (base, tuned):
+        job.pism.schedule = "approx"
+    assert config_hash(base.scores_key()) != config_hash(tuned.scores_key())  # now they decide the records
+    other = PismJobConfig(input="in", output="out")
+    other.pism.tau = 0.2
+    assert config_hash(other.scores_key()) != config_hash(PismJobConfig(input="in", output="out").scores_key())
