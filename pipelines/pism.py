@@ -30,9 +30,10 @@ from pipelines.generate import ActorPoolConfig
 from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
-                  "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
+                  "prompt_tokens", "prefilled_tokens", "mask_mode", "mask_draws", "schedule", "error", "error_detail", "draws_json", "clean_response"]
 OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, successes=pa.list_(pa.int64()), runs=pa.list_(pa.int64()), lambda_star=pa.float64(),
-                              unsolved=pa.bool_(), generations=pa.int64(), tokens=pa.int64())
+                              unsolved=pa.bool_(), generations=pa.int64(), tokens=pa.int64(),
+                              prompt_tokens=pa.int64(), prefilled_tokens=pa.int64())
 
 
 @dataclass
@@ -73,7 +74,7 @@ class PismActor:
         rows, samples, slots = [], [], []
         for raw in batch.to_dict("records"):
             row = SCORER.blank(id=str(raw.get("id")), task=raw.get("task"), split=raw.get("split"), mask_mode=self.cfg.mask_mode,
-                               schedule=self.cfg.schedule)
+                               mask_draws=self.cfg.mask_draws, schedule=self.cfg.schedule)
             try:
                 # structure only; images are decoded once by the scorer (errors land there with their reason)
                 samples.append(validate_sample(Sample.from_row(raw), self.policy, decode=False))
@@ -83,7 +84,8 @@ class PismActor:
             rows.append(row)
         for row, rec in zip(slots, score_samples(samples, self.backend, self.cfg, self.policy)):
             row.update(successes=rec.successes, runs=rec.runs, lambda_star=rec.lambda_star, bucket=rec.bucket, unsolved=rec.unsolved,
-                       generations=rec.generations, tokens=rec.tokens, error=rec.error, error_detail=rec.error_detail,
+                       generations=rec.generations, tokens=rec.tokens, prompt_tokens=rec.prompt_tokens,
+                       prefilled_tokens=rec.prefilled_tokens, error=rec.error, error_detail=rec.error_detail,
                        draws_json=json.dumps(rec.draws), clean_response=rec.clean_response)
         return SCORER.frame(rows, self.provenance)
 
@@ -117,7 +119,7 @@ def run_pism(cfg: PismJobConfig) -> dict:
     prov = provenance(cfg.model_id or cfg.generation.model_path, chash, cfg.pism.seed)
     stage = actor_stage(SCORER, {"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": prov,
                                  "images": to_dict(images)}, cfg.actors.remote_args())
-    fixed = {"mask_mode": cfg.pism.mask_mode, "schedule": cfg.pism.schedule, **prov}
+    fixed = {"mask_mode": cfg.pism.mask_mode, "mask_draws": cfg.pism.mask_draws, "schedule": cfg.pism.schedule, **prov}
     run = score(SCORER, out, job_stamp(chash, cfg.input, images), index, stage, cfg.rows_per_block, fixed)
     frame, bad = run.frame, run.bad
     ok = frame[frame["error"].isna()]
@@ -129,8 +131,11 @@ def run_pism(cfg: PismJobConfig) -> dict:
         "per_task_buckets": {t: g["bucket"].fillna("unsolved").value_counts().to_dict() for t, g in ok.groupby("task")},
         "generations": int(ok["generations"].sum()) if len(ok) else 0,
         "tokens": int(ok["tokens"].sum()) if len(ok) else 0,
+        # prompt tokens the engine computed per generation (the rest it reused from its prefix cache)
+        "prefill_tokens_per_generation": round(float(ok["prefilled_tokens"].sum()) / max(1, int(ok["generations"].sum())), 2),
         "schedule": cfg.pism.schedule,
         "mask_mode": cfg.pism.mask_mode,
+        "mask_draws": cfg.pism.mask_draws,
         **prov,
         "wall_s": round(time.time() - started, 1),
     }

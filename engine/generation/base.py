@@ -50,6 +50,12 @@ class Generation:
     text: str
     num_tokens: int
     finish_reason: str = ""
+    prompt_tokens: int = 0  # the request's prompt length in tokens (image tokens included)
+    cached_prompt_tokens: int = 0  # of those, how many the engine reused from its prefix cache instead of prefilling
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_prompt_tokens
 
 
 class GenerationBackend:

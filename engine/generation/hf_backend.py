@@ -61,9 +61,10 @@ class HFBackend(GenerationBackend):
                 **({"stop_strings": list(self.cfg.stop), "tokenizer": self.processor.tokenizer} if self.cfg.stop else {}),
             )
         new = ids[:, inputs["input_ids"].shape[1] :]
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()  # generate prefills every row's whole prompt: nothing cached
         tok = self.processor.tokenizer
         results = []
-        for row in new:
+        for row, prompt_len in zip(new, prompt_lengths):
             keep = row[row != tok.pad_token_id]
             finished = bool((keep == tok.eos_token_id).any())
             keep = keep[keep != tok.eos_token_id]
@@ -71,7 +72,7 @@ class HFBackend(GenerationBackend):
             cut = _cut_at_stop(text, self.cfg.stop)
             if cut is not None:  # the stop string may end inside a token: keep text up to and including it
                 text, finished = cut, True
-            results.append(Generation(text, int(len(keep) + finished), "stop" if finished else "length"))
+            results.append(Generation(text, int(len(keep) + finished), "stop" if finished else "length", prompt_tokens=int(prompt_len)))
         return results
 
 

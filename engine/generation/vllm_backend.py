@@ -114,4 +114,6 @@ def stop_engine_core(core) -> None:
 
 def _generation(output) -> Generation:
     completion = output.outputs[0]
-    return Generation(completion.text, len(completion.token_ids), completion.finish_reason or "")
+    # num_cached_tokens: prompt tokens served from the prefix cache (blocks of an identical earlier prefix, image included)
+    return Generation(completion.text, len(completion.token_ids), completion.finish_reason or "",
+                      prompt_tokens=len(output.prompt_token_ids or ()), cached_prompt_tokens=int(output.num_cached_tokens or 0))

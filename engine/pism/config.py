@@ -51,6 +51,10 @@ class PismConfig:
     draws: int = 10  # K: mask draws per ratio
     tau: float = 0.1  # a ratio fails when Pc < tau
     mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid of the engine's image processor
+    # independent: a new mask per draw (the paper); shared: one mask per (sample, ratio) for its K draws, which then
+    # differ only by sampling seed and can reuse one image encode and prompt prefill (vLLM's prefix cache): a
+    # different estimator of Pc (over sampling given one mask), calibrated against independent in docs/pism.md
+    mask_draws: Literal["independent", "shared"] = "independent"  # independent: a new mask per draw (paper); shared: one per (sample, ratio), so draws reuse one prefill
     schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx stops once lambda* is predicted (pism.approx)
     max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
@@ -61,6 +65,8 @@ class PismConfig:
         r = self.ratios
         if not r or r[0] != 0.0 or any(b <= a for a, b in zip(r, r[1:])) or r[-1] >= 1.0:
             raise ConfigError(f"pism.ratios must start at 0.0, ascend strictly and stay below 1.0, got {r}")
+        if self.mask_draws not in ("independent", "shared"):
+            raise ConfigError(f"pism.mask_draws {self.mask_draws!r} not in ('independent', 'shared')")
         if self.max_in_flight < 0:
             raise ConfigError("pism.max_in_flight must be >= 0 (0 = one draw per sample of the batch)")
         if self.draws < 1 or not 0.0 < self.tau <= 1.0:

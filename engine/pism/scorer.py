@@ -39,6 +39,8 @@ class PismRecord:
     generations: int
     tokens: int
     error: str | None = None
+    prompt_tokens: int = 0  # summed over draws: prompt lengths (image tokens included)
+    prefilled_tokens: int = 0  # of those, the ones the engine computed (the rest came from its prefix cache)
     error_detail: str | None = None
     draws: list[dict] = field(default_factory=list)  # per draw: ratio index, draw, passed, tokens (kept for audits)
     clean_response: str | None = None  # first verified-correct answer on the unmasked image (CMAB reuses it)
@@ -91,11 +93,13 @@ _Item = tuple[Sample, list[Image.Image], SampleSchedule, PismRecord]
 
 def draw_request(cfg: PismConfig, sample: Sample, images: list[Image.Image], i: int, k: int,
                  grid: VisionGrid | None = None) -> GenerationRequest:
-    """The request for draw k at ratio index i: masks and sampling seed derived from (seed, id, ratio, k).
+    """The request for draw k at ratio index i: masks and sampling seed derived from (seed, id, ratio, k)
+    (masks from draw 0's seed for every k under `mask_draws: shared`).
     `grid` (the engine's, for `patch` masks) comes from `backend.vision_grid()`."""
     ratio = cfg.ratios[i]
     seed = draw_seed(cfg.seed, sample.id, ratio, k)
-    masked = [mask_image(img, ratio, cfg.mask_mode, seed + j, grid=grid) for j, img in enumerate(images)]
+    mask_seed = draw_seed(cfg.seed, sample.id, ratio, 0) if cfg.mask_draws == "shared" else seed
+    masked = [mask_image(img, ratio, cfg.mask_mode, mask_seed + j, grid=grid) for j, img in enumerate(images)]
     return GenerationRequest(sample.prompt_messages, masked, seed=seed)
 
 
@@ -116,6 +120,8 @@ def _judge(cfg: PismConfig, item: _Item, i: int, k: int, gen: Generation, verdic
     if verdict.passed and cfg.ratios[i] == 0.0 and rec.clean_response is None:
         rec.clean_response = gen.text
     rec.tokens += gen.num_tokens
+    rec.prompt_tokens += gen.prompt_tokens
+    rec.prefilled_tokens += gen.prefilled_tokens
     rec.draws.append({"ratio_index": i, "draw": k, "passed": verdict.passed, "tokens": gen.num_tokens})
 
 

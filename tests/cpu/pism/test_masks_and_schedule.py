@@ -151,3 +151,19 @@ def test_config_hash_covers_only_settings_that_decide_records():
     other = PismJobConfig(input="in", output="out")
     other.pism.tau = 0.2
     assert config_hash(other.scores_key()) != config_hash(PismJobConfig(input="in", output="out").scores_key())
+
+
+def test_shared_mask_draws_differ_by_sampling_seed_only():
+    from engine.data.sample import Message, Sample
+    from engine.pism.scorer import draw_request
+
+    sample = Sample("s-1", [], [Message("user", "<image>How many?")], "3", "counting", "numeric")
+    images = [_img(112, 112)]
+    for mode, same_masks in (("independent", False), ("shared", True)):
+        cfg = PismConfig(mask_draws=mode)
+        reqs = [draw_request(cfg, sample, images, 5, k) for k in range(3)]  # ratio 0.5
+        pixels = [np.asarray(r.images[0]).tobytes() for r in reqs]
+        assert (len(set(pixels)) == 1) is same_masks
+        assert len({r.seed for r in reqs}) == 3  # sampling seeds stay per draw in both modes
+    with pytest.raises(ConfigError):
+        PismConfig(mask_draws="per_ratio").validate()
