@@ -42,6 +42,7 @@ bench: env
 	$(PY) benchmarks/verifiers.py
 	$(PY) benchmarks/pism.py
 	$(PY) benchmarks/pism_throughput.py
+	$(PY) benchmarks/pism_throughput.py --parts prefill --per-family 10 --block-size 32
 	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/cmab_throughput.py
 	$(PY) benchmarks/mixture.py
@@ -50,6 +51,7 @@ bench: env
 	$(PY) benchmarks/warmstart.py
 	$(PY) benchmarks/generation_engines.py
 	$(PY) benchmarks/demo.py
+	$(PY) benchmarks/pism_stability.py --run outputs/bench/demo
 
 clean:
 	rm -rf $(VENV) outputs
