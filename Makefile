@@ -41,8 +41,10 @@ test-slow: env
 bench: env
 	$(PY) benchmarks/verifiers.py
 	$(PY) benchmarks/pism.py
-	$(PY) benchmarks/pism_throughput.py
-	$(PY) benchmarks/pism_throughput.py --parts prefill --per-family 10 --block-size 32
+	$(PY) benchmarks/pism_throughput.py --parts p2
+	$(PY) benchmarks/pism_throughput.py --parts p3
+	$(PY) benchmarks/pism_throughput.py --parts speculate
+	$(PY) benchmarks/pism_throughput.py --parts prefill --block-size 32
 	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/cmab_throughput.py
 	$(PY) benchmarks/mixture.py

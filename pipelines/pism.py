@@ -30,10 +30,10 @@ from pipelines.generate import ActorPoolConfig
 from pipelines.resumable import job_stamp, output_schema, problem_rows
 
 OUTPUT_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
-                  "prompt_tokens", "prefilled_tokens", "mask_mode", "mask_draws", "schedule", "error", "error_detail", "draws_json", "clean_response"]
+                  "prompt_tokens", "prefilled_tokens", "speculative_generations", "mask_mode", "mask_draws", "schedule", "error", "error_detail", "draws_json", "clean_response"]
 OUTPUT_SCHEMA = output_schema(OUTPUT_COLUMNS, successes=pa.list_(pa.int64()), runs=pa.list_(pa.int64()), lambda_star=pa.float64(),
                               unsolved=pa.bool_(), generations=pa.int64(), tokens=pa.int64(),
-                              prompt_tokens=pa.int64(), prefilled_tokens=pa.int64())
+                              prompt_tokens=pa.int64(), prefilled_tokens=pa.int64(), speculative_generations=pa.int64())
 
 
 @dataclass
@@ -85,7 +85,7 @@ class PismActor:
         for row, rec in zip(slots, score_samples(samples, self.backend, self.cfg, self.policy)):
             row.update(successes=rec.successes, runs=rec.runs, lambda_star=rec.lambda_star, bucket=rec.bucket, unsolved=rec.unsolved,
                        generations=rec.generations, tokens=rec.tokens, prompt_tokens=rec.prompt_tokens,
-                       prefilled_tokens=rec.prefilled_tokens, error=rec.error, error_detail=rec.error_detail,
+                       prefilled_tokens=rec.prefilled_tokens, speculative_generations=rec.speculative_generations, error=rec.error, error_detail=rec.error_detail,
                        draws_json=json.dumps(rec.draws), clean_response=rec.clean_response)
         return SCORER.frame(rows, self.provenance)
 
@@ -130,6 +130,7 @@ def run_pism(cfg: PismJobConfig) -> dict:
         "buckets": ok["bucket"].fillna("unsolved").value_counts().to_dict(),
         "per_task_buckets": {t: g["bucket"].fillna("unsolved").value_counts().to_dict() for t, g in ok.groupby("task")},
         "generations": int(ok["generations"].sum()) if len(ok) else 0,
+        "speculative_generations": int(ok["speculative_generations"].sum()) if len(ok) else 0,  # run ahead, not needed
         "tokens": int(ok["tokens"].sum()) if len(ok) else 0,
         # prompt tokens the engine computed per generation (the rest it reused from its prefix cache)
         "prefill_tokens_per_generation": round(float(ok["prefilled_tokens"].sum()) / max(1, int(ok["generations"].sum())), 2),

@@ -56,7 +56,11 @@ class PismConfig:
     # different estimator of Pc (over sampling given one mask), calibrated against independent in docs/pism.md
     mask_draws: Literal["independent", "shared"] = "independent"  # independent: a new mask per draw (paper); shared: one per (sample, ratio), so draws reuse one prefill
     schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx stops once lambda* is predicted (pism.approx)
-    max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch
+    max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch (K per sample with speculation)
+    # Streaming engines: once a ratio has this many misses, send all its remaining draws at once instead of one
+    # after another (0 = off). Records stay those of the schedule (verdicts are consumed in draw order); the
+    # draws a decided ratio no longer needs are extra generations (`speculative_generations`), spent for a fuller engine.
+    speculate_after_misses: int = 0  # streaming engines: after this many misses send a ratio's remaining draws at once (0 = off); same records, extra draws
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)
     approx: ApproxConfig = field(default_factory=ApproxConfig)  # used by schedule: approx only
@@ -67,6 +71,8 @@ class PismConfig:
             raise ConfigError(f"pism.ratios must start at 0.0, ascend strictly and stay below 1.0, got {r}")
         if self.mask_draws not in ("independent", "shared"):
             raise ConfigError(f"pism.mask_draws {self.mask_draws!r} not in ('independent', 'shared')")
+        if self.speculate_after_misses < 0:
+            raise ConfigError("pism.speculate_after_misses must be >= 0 (0 = off)")
         if self.max_in_flight < 0:
             raise ConfigError("pism.max_in_flight must be >= 0 (0 = one draw per sample of the batch)")
         if self.draws < 1 or not 0.0 < self.tau <= 1.0:
@@ -88,6 +94,7 @@ class PismConfig:
 
         out = to_dict(self)
         out.pop("max_in_flight")
+        out.pop("speculate_after_misses")  # changes which extra draws run, never a record
         if self.schedule != "approx":
             out.pop("approx")
         return out

@@ -41,6 +41,7 @@ class PismRecord:
     error: str | None = None
     prompt_tokens: int = 0  # summed over draws: prompt lengths (image tokens included)
     prefilled_tokens: int = 0  # of those, the ones the engine computed (the rest came from its prefix cache)
+    speculative_generations: int = 0  # draws run ahead (pism.speculate_after_misses) that the schedule did not need
     error_detail: str | None = None
     draws: list[dict] = field(default_factory=list)  # per draw: ratio index, draw, passed, tokens (kept for audits)
     clean_response: str | None = None  # first verified-correct answer on the unmasked image (CMAB reuses it)
@@ -142,23 +143,52 @@ def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, gr
 
 
 def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, grid: VisionGrid | None) -> None:
-    """Event-driven: a sample's next draw goes in as soon as its previous one is judged."""
+    """Event-driven: a sample's next draw goes in as soon as its previous one is judged.
+
+    With `speculate_after_misses` > 0, a ratio that has that many misses gets all its remaining draws
+    sent at once. Returned draws wait in `ready` and are judged in draw order, so the schedule sees
+    exactly the verdicts it would have seen one at a time; those it never asks for (its ratio got
+    decided first) are counted in the record's `speculative_generations`.
+    """
     queue = deque(active)
     in_flight: dict[str, tuple[_Item, int, int]] = {}
-    limit = cfg.max_in_flight or len(active)
+    sent: dict[int, set[tuple[int, int]]] = {id(item): set() for item in active}  # draws in flight, per sample
+    ready: dict[int, dict[tuple[int, int], Generation]] = {id(item): {} for item in active}  # back, not judged yet
+    returned = {id(item): 0 for item in active}
+    spec = cfg.speculate_after_misses
+    limit = cfg.max_in_flight or len(active) * (cfg.draws if spec else 1)
 
-    def submit(item: _Item) -> None:
-        nxt = item[2].next_draw()
-        if nxt is None or item[3].error:
-            return
+    def send(item: _Item, i: int, k: int) -> bool:
         try:
-            in_flight[backend.submit(draw_request(cfg, item[0], item[1], *nxt, grid))] = (item, *nxt)
+            in_flight[backend.submit(draw_request(cfg, item[0], item[1], i, k, grid))] = (item, i, k)
         except Exception as exc:
             _engine_error(item[3], exc)
+            return False
+        sent[id(item)].add((i, k))
+        return True
+
+    def advance(item: _Item) -> None:
+        """Judge the sample's returned draws in schedule order, then send what it needs next."""
+        sched, rec, mine = item[2], item[3], ready[id(item)]
+        while not rec.error and (nxt := sched.next_draw()) is not None:
+            if nxt in mine:
+                gen = mine.pop(nxt)
+                _judge(cfg, item, *nxt, gen, judge([(item[0], gen.text)])[0])
+                continue
+            if nxt not in sent[id(item)] and not send(item, *nxt):
+                return
+            i, k = nxt
+            if spec and sched.runs[i] - sched.successes[i] >= spec:
+                for extra in range(k + 1, cfg.draws):
+                    if len(in_flight) >= limit:
+                        break
+                    if (i, extra) not in sent[id(item)] and (i, extra) not in mine and not send(item, i, extra):
+                        return
+            return
 
     def fill() -> None:
         while queue and len(in_flight) < limit:
-            submit(queue.popleft())
+            advance(queue.popleft())
 
     fill()
     while in_flight:
@@ -172,6 +202,11 @@ def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, gr
             continue
         for rid, gen in finished:
             item, i, k = in_flight.pop(rid)
-            _judge(cfg, item, i, k, gen, judge([(item[0], gen.text)])[0])
-            submit(item)
+            sent[id(item)].discard((i, k))
+            returned[id(item)] += 1
+            ready[id(item)][(i, k)] = gen
+            advance(item)
         fill()
+    for item in active:
+        if not item[3].error:
+            item[3].speculative_generations = returned[id(item)] - item[2].generations

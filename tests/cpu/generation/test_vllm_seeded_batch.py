@@ -54,9 +54,12 @@ def test_pism_streaming_equals_rounds(backend, warm_corpus, monkeypatch):
     keys = lambda recs: [(r.id, r.successes, r.runs, r.bucket, r.draws, r.clean_response) for r in recs]  # noqa: E731
     streamed = score_samples(samples, backend, cfg)
     capped = score_samples(samples, backend, dataclasses.replace(cfg, max_in_flight=2))
+    speculative = score_samples(samples, backend, dataclasses.replace(cfg, speculate_after_misses=1))  # a ratio's rest at once after a miss
     monkeypatch.setattr(backend, "streaming", False)  # the same engine through batched rounds
     rounds = score_samples(samples, backend, cfg)
-    assert keys(streamed) == keys(rounds) == keys(capped)
+    assert keys(streamed) == keys(rounds) == keys(capped) == keys(speculative)
+    assert all(r.speculative_generations == 0 for r in streamed + capped + rounds)
+    assert sum(r.speculative_generations for r in speculative) > 0  # it ran ahead, and the records did not change
     assert all(r.error is None for r in streamed) and sum(r.generations for r in streamed) > len(samples)
 
 
