@@ -17,7 +17,10 @@ peak of that sum over a stage is peak_rss_bytes. RSS counts a shared page (Ray's
 mapped by several workers) once per process that maps it, so the sum overstates the tree's real
 use; peak_pss_bytes (proportional set size, shared pages split among their users, sampled every
 1 s) is given beside it. wall_s: the stage's wall time, Ray start-up excluded (the cluster is
-started once per size, before the stages).
+started once per size, before the stages). Ray starts without its dashboard (`--dashboard` keeps it):
+the dashboard's head and agent processes hold about 1 GiB of RSS on their own, a fixed cost of a
+local session that no shaping stage uses (on a cluster it lives on the head node); each size's
+`ray_idle_rss_bytes` is the tree's RSS after Ray's start, before the first stage.
 
     python benchmarks/dataplane.py                      # all sizes (1M last)
     python benchmarks/dataplane.py --sizes 10000        # one size
@@ -178,6 +181,7 @@ def main() -> None:
     parser.add_argument("--object-store-mb", type=int, default=512, help="Ray object store size (MiB)")
     parser.add_argument("--actors", type=int, default=2, help="Ray Data actors per stage")
     parser.add_argument("--stages", default="store,select,export", help="comma-separated stages to time (store always runs)")
+    parser.add_argument("--dashboard", action="store_true", help="start Ray's dashboard too (its processes count in the tree)")
     parser.add_argument("--work", default="", help="scratch directory (default: a temporary one)")
     args = parser.parse_args()
     import ray
@@ -189,15 +193,20 @@ def main() -> None:
         n, embedded = int(size.split("_")[0]), size.endswith("_embedded")
         work = Path(tempfile.mkdtemp(prefix="gradus-dataplane-", dir=args.work or None))
         try:
-            init_ray(num_cpus=2, object_store_memory=args.object_store_mb * 2**20, log_to_driver=False)
+            init_ray(num_cpus=2, object_store_memory=args.object_store_mb * 2**20, log_to_driver=False, include_dashboard=args.dashboard)
+            time.sleep(5)  # let Ray's start-up processes settle before reading the idle tree
+            with TreeMemory() as idle:
+                pass
             result = run_size(n, embedded, work, args.actors, args.stages.split(",") + ["store"])
+            for value in result.values():
+                value["ray_idle_rss_bytes"] = idle.peak_rss
         finally:
             if ray.is_initialized():
                 shutdown_ray()
             shutil.rmtree(work, ignore_errors=True)
         for stage, value in result.items():
             record.setdefault(stage, {})[size] = value
-        record["setup"] = {"cpus": 2, "object_store_bytes": args.object_store_mb * 2**20, "actors": args.actors,
+        record["setup"] = {"cpus": 2, "object_store_bytes": args.object_store_mb * 2**20, "actors": args.actors, "dashboard": args.dashboard,
                            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other work",
                            "load_average_at_end": os.getloadavg()}
         RESULTS.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
