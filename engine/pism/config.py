@@ -51,15 +51,11 @@ class PismConfig:
     draws: int = 10  # K: mask draws per ratio
     tau: float = 0.1  # a ratio fails when Pc < tau
     mask_mode: Literal["rect", "pixel", "patch"] = "rect"  # rect: reference code; pixel: paper text; patch: merged-patch grid of the engine's image processor
-    # independent: a new mask per draw (the paper); shared: one mask per (sample, ratio) for its K draws, which then
-    # differ only by sampling seed and can reuse one image encode and prompt prefill (vLLM's prefix cache): a
-    # different estimator of Pc (over sampling given one mask), calibrated against independent in docs/pism.md
+    # shared makes Pc a rate over sampling given one mask per ratio: another estimator, compared with independent in docs/pism.md
     mask_draws: Literal["independent", "shared"] = "independent"  # independent: a new mask per draw (paper); shared: one per (sample, ratio), so draws reuse one prefill
     schedule: Literal["reference", "adaptive", "approx"] = "adaptive"  # reference runs every ratio, adaptive stops at lambda* (both exact); approx stops once lambda* is predicted (pism.approx)
     max_in_flight: int = 0  # streaming engines (vLLM): draws in flight at once; 0 = one per sample of the batch (K per sample with speculation)
-    # Streaming engines: once a ratio has this many misses, send all its remaining draws at once instead of one
-    # after another (0 = off). Records stay those of the schedule (verdicts are consumed in draw order); the
-    # draws a decided ratio no longer needs are extra generations (`speculative_generations`), spent for a fuller engine.
+    # records stay the schedule's (verdicts are consumed in draw order); unneeded draws count as `speculative_generations`
     speculate_after_misses: int = 0  # streaming engines: after this many misses send a ratio's remaining draws at once (0 = off); same records, extra draws
     seed: int = 0  # global seed: masks and sampling seeds derive from (seed, sample id, ratio, draw)
     buckets: BucketConfig = field(default_factory=BucketConfig)

@@ -39,12 +39,12 @@ class PismRecord:
     generations: int
     tokens: int
     error: str | None = None
-    prompt_tokens: int = 0  # summed over draws: prompt lengths (image tokens included)
-    prefilled_tokens: int = 0  # of those, the ones the engine computed (the rest came from its prefix cache)
-    speculative_generations: int = 0  # draws run ahead (pism.speculate_after_misses) that the schedule did not need
     error_detail: str | None = None
     draws: list[dict] = field(default_factory=list)  # per draw: ratio index, draw, passed, tokens (kept for audits)
     clean_response: str | None = None  # first verified-correct answer on the unmasked image (CMAB reuses it)
+    prompt_tokens: int = 0  # summed over the draws the schedule used: prompt lengths (image tokens included)
+    prefilled_tokens: int = 0  # of those, the ones the engine computed (the rest came from its prefix cache)
+    speculative_generations: int = 0  # draws run ahead (pism.speculate_after_misses) that the schedule did not need
 
 
 def score_samples(
