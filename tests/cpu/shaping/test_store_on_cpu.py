@@ -24,7 +24,8 @@ from pipelines.shaping.store import StoreConfig, run_store
 REPO = Path(__file__).resolve().parents[3]
 PROVENANCE = ["model_id", "config_hash", "seed", "gradus_version"]
 PISM_COLUMNS = ["id", "task", "split", "successes", "runs", "lambda_star", "bucket", "unsolved", "generations", "tokens",
-                "mask_mode", "schedule", "error", "error_detail", "draws_json", "clean_response"]
+                "prompt_tokens", "prefilled_tokens", "speculative_generations", "mask_mode", "mask_draws", "schedule", "error",
+                "error_detail", "draws_json", "clean_response"]
 CMAB_COLUMNS = ["id", "task", "split", "mode", "rho_bar", "bucket", "unsolved", "response_source", "response", "generations",
                 "tokens", "layer_profile", "prompt_tokens", "response_tokens", "image_tokens", "image_spans", "error",
                 "error_detail"]  # attention_rows is dropped from scores.parquet by the pipeline
