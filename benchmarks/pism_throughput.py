@@ -52,7 +52,7 @@ stop_strings (`--parts stop`): tokens per generation without and with `generatio
 share of draws whose verdict is unchanged (must be 1.0), from two seeded engine-path runs.
 
 Commands of the figures in docs/pism.md (2026-12-05, one part at a time on a quiet machine; P2 ~3 min,
-P3 ~12 min, speculate ~10 min, prefill ~5 min on 2 CPU cores):
+P3 ~12 min, speculate ~10 min, prefill ~15 min (long prompts ~11) on 2 CPU cores):
     .venv/bin/python benchmarks/pism_throughput.py --parts p2 --per-family 10 --repeats 3
     .venv/bin/python benchmarks/pism_throughput.py --parts p3 --p3-per-family 10 --repeats 3
     .venv/bin/python benchmarks/pism_throughput.py --parts speculate --p3-per-family 10 --speculate-after 1 3
@@ -342,6 +342,27 @@ def _fresh_engine(gen_dict: dict, warm: list, cfg):
     return backend, start_s
 
 
+def _alternating(label: str, arms: tuple, repeats: int, run_arm, gen_dict: dict, warm: list, cfg) -> list[dict]:
+    """Timed arms, each on a fresh engine started once the machine is quiet, the arm order reversed every other
+    repeat (drift and warm-up then hit every arm alike); `run_arm(arm, backend)` runs one arm and returns its figures."""
+    runs = []
+    for r in range(repeats):
+        order = arms if r % 2 == 0 else arms[::-1]
+        rep = {}
+        for arm in order:
+            _settle()
+            load = _load()
+            backend, start_s = _fresh_engine(gen_dict, warm, cfg)
+            res = run_arm(arm, backend)
+            backend.close()
+            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
+                                                                                                   "loadavg_at_start": load}
+            print(f"{label} repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
+        rep["order"] = list(order)
+        runs.append(rep)
+    return runs
+
+
 def _ceiling_requests(records, samples, cfg) -> list:
     """Every draw the engine path made, as requests (masked images, prompts, seeds), sample by sample."""
     from engine.data.images import ImagePolicy
@@ -385,26 +406,20 @@ def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
 
     cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
     equal = cfg.max_in_flight or len(samples)  # what the engine path keeps in flight: one draw per unfinished sample
-    reference, runs, caches = None, [], None
-    for r in range(repeats):
-        rep = {}
-        for arm in (P3_ARMS if r % 2 == 0 else P3_ARMS[::-1]):
-            if arm == "ceiling" and reference is None:  # the ceiling replays the engine path's draws
-                raise RuntimeError("the first repeat must run the engine path before the ceiling")
-            _settle()
-            load = _load()
-            backend, start_s = _fresh_engine(gen_dict, warm, cfg)
-            caches = caches or _cache_settings(backend)
-            res = _p3_arm(arm, backend, samples, cfg, reference, equal)
-            backend.close()
-            if arm == "engine_path" and reference is None:
-                reference = res["records"]
-            res.pop("records", None)
-            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
-                                                                                                   "loadavg_at_start": load}
-            print(f"P3 repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
-        rep["order"] = list(P3_ARMS if r % 2 == 0 else P3_ARMS[::-1])
-        runs.append(rep)
+    reference, caches = None, None
+
+    def run_arm(arm: str, backend) -> dict:
+        nonlocal reference, caches
+        if arm == "ceiling" and reference is None:  # the ceiling replays the engine path's draws
+            raise RuntimeError("the first repeat must run the engine path before the ceiling")
+        caches = caches or _cache_settings(backend)
+        res = _p3_arm(arm, backend, samples, cfg, reference, equal)
+        if arm == "engine_path" and reference is None:
+            reference = res["records"]
+        res.pop("records", None)
+        return res
+
+    runs = _alternating("P3", P3_ARMS, repeats, run_arm, gen_dict, warm, cfg)
     seed = _median_range([p["seed_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
     eq = _median_range([p["equal_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
     ceiling = _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
@@ -432,34 +447,27 @@ def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) ->
 
     plain = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
     arms = ("engine_path", *(f"speculative_{m}" for m in afters), "ceiling")
-    reference, runs = None, []
-    for r in range(repeats):
-        rep = {}
-        for arm in (arms if r % 2 == 0 else arms[::-1]):
-            if arm != "engine_path" and reference is None:
-                raise RuntimeError("the first repeat must run the engine path first: the others are checked against it")
-            _settle()
-            load = _load()
-            backend, start_s = _fresh_engine(gen_dict, warm, plain)
-            if arm.startswith("speculative_"):
-                cfg = from_dict(PismConfig, {**asdict(plain), "speculate_after_misses": int(arm.split("_")[1])})
-                t0 = time.time()
-                recs = score_samples(samples, backend, cfg)
-                wall = time.time() - t0
-                useful, extra = sum(x.generations for x in recs), sum(x.speculative_generations for x in recs)
-                res = {"wall_s": wall, "generations": useful, "speculative_generations": extra, "generations_per_s": useful / wall,
-                       "all_generations_per_s": (useful + extra) / wall, "same_outcomes": _same_records(recs, reference)}
-            else:
-                res = _p3_arm(arm, backend, samples, plain, reference, len(samples))
-                if arm == "engine_path" and reference is None:
-                    reference = res["records"]
-                res.pop("records", None)
-            backend.close()
-            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
-                                                                                                   "loadavg_at_start": load}
-            print(f"speculate repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
-        rep["order"] = list(arms if r % 2 == 0 else arms[::-1])
-        runs.append(rep)
+    reference = None
+
+    def run_arm(arm: str, backend) -> dict:
+        nonlocal reference
+        if arm != "engine_path" and reference is None:
+            raise RuntimeError("the first repeat must run the engine path first: the others are checked against it")
+        if not arm.startswith("speculative_"):
+            res = _p3_arm(arm, backend, samples, plain, reference, len(samples))
+            if arm == "engine_path" and reference is None:
+                reference = res["records"]
+            res.pop("records", None)
+            return res
+        cfg = from_dict(PismConfig, {**asdict(plain), "speculate_after_misses": int(arm.split("_")[1])})
+        t0 = time.time()
+        recs = score_samples(samples, backend, cfg)
+        wall = time.time() - t0
+        useful, extra = sum(x.generations for x in recs), sum(x.speculative_generations for x in recs)
+        return {"wall_s": wall, "generations": useful, "speculative_generations": extra, "generations_per_s": useful / wall,
+                "all_generations_per_s": (useful + extra) / wall, "same_outcomes": _same_records(recs, reference)}
+
+    runs = _alternating("speculate", arms, repeats, run_arm, gen_dict, warm, plain)
     per = {}
     for m in afters:
         arm = f"speculative_{m}"
