@@ -44,6 +44,8 @@ bench: env
 	$(PY) benchmarks/pism_throughput.py --parts p2
 	$(PY) benchmarks/pism_throughput.py --parts p3
 	$(PY) benchmarks/pism_throughput.py --parts speculate
+	$(PY) benchmarks/pism_throughput.py --parts ceiling --ceiling-per-family 1 10 40
+	$(PY) benchmarks/pism_throughput.py --parts speculate --p3-per-family 40 --speculate-after 3 --record-key speculate_at_240_samples
 	$(PY) benchmarks/pism_throughput.py --parts prefill --block-size 32
 	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/cmab_throughput.py
@@ -53,7 +55,7 @@ bench: env
 	$(PY) benchmarks/warmstart.py
 	$(PY) benchmarks/generation_engines.py
 	$(PY) benchmarks/demo.py
-	$(PY) benchmarks/pism_stability.py --run outputs/bench/demo
+	$(PY) benchmarks/pism_stability.py --run outputs/bench/demo --draws 20 40
 
 clean:
 	rm -rf $(VENV) outputs
