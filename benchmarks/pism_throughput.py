@@ -45,6 +45,8 @@ repeats (engine path, seed 10, seed equal, ceiling; then reversed):
   the seed arm's wall time / the engine path's (same samples: the samples/s ratio).
   `engine_ceiling_ratio`: median over repeats of the engine path's generations/s / the ceiling
   arm's generations/s. `p3` keeps every repeat, the min-max ranges and the engines' cache settings.
+  `--parts ceiling`: the engine path and its ceiling only, at each `--ceiling-per-family` slice size
+  (`engine_ceiling_by_slice`): how the ratio grows with the samples a score_samples call holds.
   The seed code talked to an HTTP server; here its pattern drives the same offline engine
   (enqueue + step), which spares it the HTTP cost and so favours the baseline.
 
@@ -56,6 +58,9 @@ P3 ~12 min, speculate ~10 min, prefill ~15 min (long prompts ~11) on 2 CPU cores
     .venv/bin/python benchmarks/pism_throughput.py --parts p2 --per-family 10 --repeats 3
     .venv/bin/python benchmarks/pism_throughput.py --parts p3 --p3-per-family 10 --repeats 3
     .venv/bin/python benchmarks/pism_throughput.py --parts speculate --p3-per-family 10 --speculate-after 1 3
+    .venv/bin/python benchmarks/pism_throughput.py --parts ceiling --ceiling-per-family 1 10 40        (~20 min)
+    .venv/bin/python benchmarks/pism_throughput.py --parts speculate --p3-per-family 40 --speculate-after 3 \
+        --record-key speculate_at_240_samples                                                          (~18 min)
     .venv/bin/python benchmarks/pism_throughput.py --parts prefill --per-family 10 --block-size 32
 The stop-string figures in pism.json predate this version (same check, then run inside P3 on
 10 samples per family): .venv/bin/python benchmarks/pism_throughput.py --parts stop --p3-per-family 10
