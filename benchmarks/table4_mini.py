@@ -68,16 +68,22 @@ def items_needed(pilot: pd.DataFrame, arms: list[str], ref: str, target: float) 
     return math.ceil(2 * (2 * sd / target) ** 2), round(sd, 4)
 
 
-def paired_over_seeds(rows: pd.DataFrame, arm: str, ref: str | None, seeds: list[int], ref_seeded: bool) -> tuple[float, float]:
-    """Mean over seeds of the paired difference arm - ref and its SE (module docstring)."""
-    diffs, per_seed = [], []
+def seed_diffs(rows: pd.DataFrame, arm: str, ref: str | None, seeds: list[int], ref_seeded: bool) -> list[pd.Series]:
+    """Per seed, the per-item difference arm - ref on the items both were evaluated on (ref: the same seed's
+    model when `ref_seeded`, else one unseeded model such as base)."""
+    diffs = []
     for s in seeds:
         a = per_item(rows, f"{arm}-s{s}")
         b = per_item(rows, f"{ref}-s{s}" if ref_seeded else ref)
         both = a.index.intersection(b.index)
-        d = a[both] - b[both]
-        diffs.append(d)
-        per_seed.append(float(d.mean()))
+        diffs.append(a[both] - b[both])
+    return diffs
+
+
+def paired_over_seeds(rows: pd.DataFrame, arm: str, ref: str | None, seeds: list[int], ref_seeded: bool) -> tuple[float, float]:
+    """Mean over seeds of the paired difference arm - ref and its SE (module docstring)."""
+    diffs = seed_diffs(rows, arm, ref, seeds, ref_seeded)
+    per_seed = [float(d.mean()) for d in diffs]
     mean_item = pd.concat(diffs, axis=1).mean(axis=1)
     se_items = float(mean_item.std(ddof=1) / math.sqrt(len(mean_item)))
     seed_var = float(pd.Series(per_seed).var(ddof=1)) if len(per_seed) > 1 else 0.0
@@ -136,7 +142,7 @@ def write_contrast(rows: pd.DataFrame, summary: dict, args, items: int, sd: floa
     per_arm = {}
     for label in arms:
         d, se = paired_over_seeds(rows, label, "random", args.seeds, ref_seeded=True)
-        per_seed = [round(float((per_item(rows, f"{label}-s{s}") - per_item(rows, f"random-s{s}")).dropna().mean()), 4) for s in args.seeds]
+        per_seed = [round(float(diff.mean()), 4) for diff in seed_diffs(rows, label, "random", args.seeds, ref_seeded=True)]
         per_arm[label] = {"vs_random": d, "vs_random_se": se, "vs_random_per_seed": per_seed}
     accs = {a: round(float(rows[rows["model"].str.startswith(f"{a}-s")]["pass_rate"].mean()), 4) for a in summary["arms"]}
     detectable = round(2 * max(v["vs_random_se"] for v in per_arm.values()), 4)
