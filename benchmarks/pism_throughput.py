@@ -404,6 +404,23 @@ def _p3_arm(arm: str, backend, samples, cfg, reference, equal: int) -> dict:
     return out | {"wall_s": wall, "generations": gens, "generations_per_s": gens / wall, "same_outcomes": same}
 
 
+def _p3_runner(samples, cfg, equal: int):
+    """`run_arm` for the P3 arms, and its state: the engine path runs first, and its first records become the
+    reference every other arm is checked against (and the ceiling replays)."""
+    state = {"reference": None}
+
+    def run_arm(arm: str, backend) -> dict:
+        if arm != "engine_path" and state["reference"] is None:
+            raise RuntimeError("the first repeat must run the engine path first: the other arms are checked against it")
+        res = _p3_arm(arm, backend, samples, cfg, state["reference"], equal)
+        if arm == "engine_path" and state["reference"] is None:
+            state["reference"] = res["records"]
+        res.pop("records", None)
+        return res
+
+    return run_arm, state
+
+
 def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
     """Engine path vs the seed code's pattern (its own and equal concurrency) and vs the bare engine's one-batch ceiling."""
     from engine.config import from_dict
@@ -411,18 +428,13 @@ def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
 
     cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
     equal = cfg.max_in_flight or len(samples)  # what the engine path keeps in flight: one draw per unfinished sample
-    reference, caches = None, None
+    p3_arm, _ = _p3_runner(samples, cfg, equal)
+    caches = None
 
     def run_arm(arm: str, backend) -> dict:
-        nonlocal reference, caches
-        if arm == "ceiling" and reference is None:  # the ceiling replays the engine path's draws
-            raise RuntimeError("the first repeat must run the engine path before the ceiling")
+        nonlocal caches
         caches = caches or _cache_settings(backend)
-        res = _p3_arm(arm, backend, samples, cfg, reference, equal)
-        if arm == "engine_path" and reference is None:
-            reference = res["records"]
-        res.pop("records", None)
-        return res
+        return p3_arm(arm, backend)
 
     runs = _alternating("P3", P3_ARMS, repeats, run_arm, gen_dict, warm, cfg)
     seed = _median_range([p["seed_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
@@ -456,18 +468,7 @@ def _ceiling_by_slice(pool, job, gen_dict, repeats: int, per_family_sizes: list[
         samples = per_family(pool, k)
         chosen = {s.id for s in samples}
         warm = [s for s in per_family(pool, k + 1) if s.id not in chosen]
-        reference = None
-
-        def run_arm(arm: str, backend) -> dict:
-            nonlocal reference
-            if arm == "ceiling" and reference is None:
-                raise RuntimeError("the first repeat must run the engine path before the ceiling")
-            res = _p3_arm(arm, backend, samples, cfg, reference, len(samples))
-            if arm == "engine_path" and reference is None:
-                reference = res["records"]
-            res.pop("records", None)
-            return res
-
+        run_arm, _ = _p3_runner(samples, cfg, len(samples))
         runs = _alternating(f"ceiling {len(samples)}", ("engine_path", "ceiling"), repeats, run_arm, gen_dict, warm, cfg)
         out[str(len(samples))] = {
             "engine_ceiling_ratio": _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
@@ -486,25 +487,20 @@ def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) ->
 
     plain = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
     arms = ("engine_path", *(f"speculative_{m}" for m in afters), "ceiling")
-    reference = None
+    p3_arm, state = _p3_runner(samples, plain, len(samples))
 
     def run_arm(arm: str, backend) -> dict:
-        nonlocal reference
-        if arm != "engine_path" and reference is None:
-            raise RuntimeError("the first repeat must run the engine path first: the others are checked against it")
         if not arm.startswith("speculative_"):
-            res = _p3_arm(arm, backend, samples, plain, reference, len(samples))
-            if arm == "engine_path" and reference is None:
-                reference = res["records"]
-            res.pop("records", None)
-            return res
+            return p3_arm(arm, backend)
+        if state["reference"] is None:
+            raise RuntimeError("the first repeat must run the engine path first: the others are checked against it")
         cfg = from_dict(PismConfig, {**asdict(plain), "speculate_after_misses": int(arm.split("_")[1])})
         t0 = time.time()
         recs = score_samples(samples, backend, cfg)
         wall = time.time() - t0
         useful, extra = sum(x.generations for x in recs), sum(x.speculative_generations for x in recs)
         return {"wall_s": wall, "generations": useful, "speculative_generations": extra, "generations_per_s": useful / wall,
-                "all_generations_per_s": (useful + extra) / wall, "same_outcomes": _same_records(recs, reference)}
+                "all_generations_per_s": (useful + extra) / wall, "same_outcomes": _same_records(recs, state["reference"])}
 
     runs = _alternating("speculate", arms, repeats, run_arm, gen_dict, warm, plain)
     per = {}
