@@ -368,6 +368,18 @@ def _alternating(label: str, arms: tuple, repeats: int, run_arm, gen_dict: dict,
     return runs
 
 
+def _slice(pool, k: int) -> tuple[list, list]:
+    """The first `k` samples of each family, and one more per family outside them that engines warm up on."""
+    samples = per_family(pool, k)
+    chosen = {s.id for s in samples}
+    return samples, [s for s in per_family(pool, k + 1) if s.id not in chosen]
+
+
+def _ceiling_ratio(runs: list[dict], arm: str = "engine_path") -> dict:
+    """Median (range) over repeats of `arm`'s generations/s over the ceiling batch's in the same repeat."""
+    return _median_range([p[arm]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
+
+
 def _ceiling_requests(records, samples, cfg) -> list:
     """Every draw the engine path made, as requests (masked images, prompts, seeds), sample by sample."""
     from engine.data.images import ImagePolicy
@@ -439,7 +451,7 @@ def _p3(samples, warm, job, gen_dict, repeats: int) -> dict:
     runs = _alternating("P3", P3_ARMS, repeats, run_arm, gen_dict, warm, cfg)
     seed = _median_range([p["seed_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
     eq = _median_range([p["equal_concurrency"]["wall_s"] / p["engine_path"]["wall_s"] for p in runs])
-    ceiling = _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
+    ceiling = _ceiling_ratio(runs)
     return {
         "batched_vs_reference_client_seed_concurrency": seed["median"],
         "batched_vs_reference_client_equal_concurrency": eq["median"],
@@ -465,13 +477,11 @@ def _ceiling_by_slice(pool, job, gen_dict, repeats: int, per_family_sizes: list[
     cfg = from_dict(PismConfig, {**asdict(job.pism), "schedule": "reference"})
     out = {}
     for k in per_family_sizes:
-        samples = per_family(pool, k)
-        chosen = {s.id for s in samples}
-        warm = [s for s in per_family(pool, k + 1) if s.id not in chosen]
+        samples, warm = _slice(pool, k)
         run_arm, _ = _p3_runner(samples, cfg, len(samples))
         runs = _alternating(f"ceiling {len(samples)}", ("engine_path", "ceiling"), repeats, run_arm, gen_dict, warm, cfg)
         out[str(len(samples))] = {
-            "engine_ceiling_ratio": _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+            "engine_ceiling_ratio": _ceiling_ratio(runs),
             "generations": runs[0]["engine_path"]["generations"], "runs": runs}
     return {"engine_ceiling_by_slice": {
         "what": _ceiling_by_slice.__doc__.split("\n")[0], "schedule": "reference", "repeats": repeats,
@@ -506,7 +516,7 @@ def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) ->
     per = {}
     for m in afters:
         arm = f"speculative_{m}"
-        per[str(m)] = {"engine_ceiling_ratio": _median_range([p[arm]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+        per[str(m)] = {"engine_ceiling_ratio": _ceiling_ratio(runs, arm),
                        "wall_plain_over_speculative": _median_range([p["engine_path"]["wall_s"] / p[arm]["wall_s"] for p in runs]),
                        "extra_generations_share": round(runs[0][arm]["speculative_generations"] / runs[0][arm]["generations"], 4)}
     return {"engine_ceiling_ratio_speculative": {m: v["engine_ceiling_ratio"]["median"] for m, v in per.items()}, "speculate": {
@@ -515,7 +525,7 @@ def _speculate(samples, warm, job, gen_dict, repeats: int, afters: list[int]) ->
                 "ceiling batch of the plain path's draws; ratio = the schedule's generations per second (extra draws not "
                 "counted) / the ceiling's; extra_generations_share = draws run ahead and not needed / the schedule's draws",
         "samples": len(samples), "repeats": repeats, "per_speculate_after_misses": per,
-        "engine_ceiling_ratio_plain": _median_range([p["engine_path"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs]),
+        "engine_ceiling_ratio_plain": _ceiling_ratio(runs),
         "runs": runs, "same_outcomes": all(p[a]["same_outcomes"] is not False for p in runs for a in arms if a.startswith("speculative_"))}}
 
 
@@ -694,9 +704,7 @@ def main() -> None:
 
     pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family, *args.ceiling_per_family) + 1)
     samples = per_family(pool, args.per_family)
-    p3_samples = per_family(pool, args.p3_per_family)
-    chosen = {s.id for s in p3_samples}
-    warm = [s for s in per_family(pool, args.p3_per_family + 1) if s.id not in chosen]  # one per family outside the slice
+    p3_samples, warm = _slice(pool, args.p3_per_family)
     record: dict = {}
     if "p2" in args.parts:
         record.update(_p2(samples, job, gen, ws, args.repeats))
