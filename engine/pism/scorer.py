@@ -1,8 +1,9 @@
 """Score samples with PISM on one generation backend, keeping the engine busy across samples.
 
 Requests from many samples are in flight at once. On a streaming backend (vLLM) a sample's next
-draw is submitted as soon as its previous one is judged; on others (HF) each round sends one
-draw per unfinished sample in one batched call. A draw
+draw is submitted as soon as its previous one is judged (`PismStream`, which several concurrent
+callers can share); on others (HF) each round sends one draw per unfinished sample in one
+batched call. A draw
 is judged by the sample's own verifier (`passed`, so continuous verifiers are thresholded by
 their params, e.g. IoU >= 0.5). Infrastructure failures (undecodable image, engine error, a
 verifier that could not run) make the sample an error record, never a wrong answer.
@@ -60,8 +61,22 @@ def score_samples(
     others back. Other backends (HF): rounds of one draw per unfinished sample. Draws are seeded,
     so both paths give the same records.
     """
+    if backend.streaming:
+        stream = PismStream(backend, cfg)
+        records, active = stream.prepare(samples, policy)
+        stream.add(active)
+        while stream.busy(active):
+            stream.step()
+        return stream.finish(records, active)
+    grid = backend.vision_grid() if cfg.mask_mode == "patch" else None
+    records, active = _prepare(samples, cfg, policy)
+    _rounds(active, backend, cfg, grid)
+    return _finish(records, active)
+
+
+def _prepare(samples: Sequence[Sample], cfg: PismConfig, policy: ImagePolicy | None) -> tuple[list[PismRecord], list["_Item"]]:
+    """A blank record per sample (in input order) and the samples that can be scored, images decoded."""
     policy = policy or ImagePolicy()
-    grid = backend.vision_grid() if cfg.mask_mode == "patch" else None  # patch masks follow the engine's own resize
     records: list[PismRecord] = []
     active: list[_Item] = []
     n = len(cfg.ratios)
@@ -75,14 +90,12 @@ def score_samples(
             rec.error, rec.error_detail = err.reason.value, err.detail
             continue
         active.append((s, images, SampleSchedule(cfg), rec))
-    schedules = [(rec, sched) for _, _, sched, rec in active]
+    return records, active
 
-    if backend.streaming:
-        _stream(active, backend, cfg, grid)
-    else:
-        _rounds(active, backend, cfg, grid)
 
-    for rec, sched in schedules:
+def _finish(records: list[PismRecord], active: list["_Item"]) -> list[PismRecord]:
+    """Copy each schedule's counts and verdict into its record."""
+    for _, _, sched, rec in active:
         rec.successes, rec.runs, rec.generations = list(sched.successes), list(sched.runs), sched.generations
         if not rec.error:
             rec.lambda_star, rec.unsolved, rec.bucket = sched.lambda_star, sched.unsolved, sched.bucket
@@ -142,71 +155,117 @@ def _rounds(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, gr
         active = [item for item in active if not item[3].error and not item[2].done]
 
 
-def _stream(active: list[_Item], backend: GenerationBackend, cfg: PismConfig, grid: VisionGrid | None) -> None:
-    """Event-driven: a sample's next draw goes in as soon as its previous one is judged.
+class PismStream:
+    """Event-driven scoring on one streaming engine: a sample's next draw goes in as soon as its
+    previous one is judged.
+
+    Samples of several callers can share it (`add` while others are in flight): the PISM actor's
+    concurrent batches all feed one engine through one stream (`score`), so when one batch is down
+    to its last few samples the others keep the engine full. Any caller's `step` advances every
+    caller's samples; records do not depend on who steps or on what else is in flight (draws are
+    seeded).
 
     With `speculate_after_misses` > 0, a ratio that has that many misses gets all its remaining draws
     sent at once. Returned draws wait in `ready` and are judged in draw order, so the schedule sees
     exactly the verdicts it would have seen one at a time; those it never asks for (its ratio got
     decided first) are counted in the record's `speculative_generations`.
     """
-    queue = deque(active)
-    in_flight: dict[str, tuple[_Item, int, int]] = {}
-    sent: dict[int, set[tuple[int, int]]] = {id(item): set() for item in active}  # draws in flight, per sample
-    ready: dict[int, dict[tuple[int, int], Generation]] = {id(item): {} for item in active}  # back, not judged yet
-    returned = {id(item): 0 for item in active}
-    spec = cfg.speculate_after_misses
-    limit = cfg.max_in_flight or len(active) * (cfg.draws if spec else 1)
 
-    def send(item: _Item, i: int, k: int) -> bool:
+    def __init__(self, backend: GenerationBackend, cfg: PismConfig):
+        if not backend.streaming:
+            raise ValueError("PismStream needs a streaming backend (submit/poll); use score_samples for batched ones")
+        self.backend, self.cfg = backend, cfg
+        self.grid = backend.vision_grid() if cfg.mask_mode == "patch" else None  # patch masks follow the engine's own resize
+        self.queue: deque[_Item] = deque()  # samples waiting for room under max_in_flight
+        self.in_flight: dict[str, tuple[_Item, int, int]] = {}
+        self.sent: dict[int, set[tuple[int, int]]] = {}  # draws in flight, per sample
+        self.ready: dict[int, dict[tuple[int, int], Generation]] = {}  # back, not judged yet
+        self.returned: dict[int, int] = {}
+        self.limit = cfg.max_in_flight or float("inf")  # 0: one draw per unfinished sample (up to K with speculation)
+
+    def prepare(self, samples: Sequence[Sample], policy: ImagePolicy | None = None) -> tuple[list[PismRecord], list[_Item]]:
+        return _prepare(samples, self.cfg, policy)
+
+    def add(self, active: list[_Item]) -> None:
+        for item in active:
+            self.sent[id(item)], self.ready[id(item)], self.returned[id(item)] = set(), {}, 0
+        self.queue.extend(active)
+        self._fill()
+
+    def busy(self, active: list[_Item]) -> bool:
+        """Whether any of these samples still waits for a draw, or has one in flight (run ahead by speculation)."""
+        return any((not item[3].error and not item[2].done) or self.sent[id(item)] for item in active)
+
+    def step(self) -> None:
+        """One engine step: judge what finished, send what those samples need next."""
+        if not self.in_flight:
+            raise RuntimeError("PismStream.step: nothing in flight")  # a scheduling bug, not bad data
         try:
-            in_flight[backend.submit(draw_request(cfg, item[0], item[1], i, k, grid))] = (item, i, k)
+            finished = self.backend.poll()
+        except Exception as exc:
+            for item, _, _ in self.in_flight.values():
+                _engine_error(item[3], exc)
+                self.sent[id(item)].clear()
+            self.in_flight.clear()
+            self._fill()
+            return
+        for rid, gen in finished:
+            item, i, k = self.in_flight.pop(rid)
+            self.sent[id(item)].discard((i, k))
+            self.returned[id(item)] += 1
+            self.ready[id(item)][(i, k)] = gen
+            self._advance(item)
+        self._fill()
+
+    def finish(self, records: list[PismRecord], active: list[_Item]) -> list[PismRecord]:
+        """The records of one caller's samples (all done): counts copied, per-sample state dropped."""
+        for item in active:
+            if not item[3].error:
+                item[3].speculative_generations = self.returned[id(item)] - item[2].generations
+            for table in (self.sent, self.ready, self.returned):
+                table.pop(id(item), None)
+        return _finish(records, active)
+
+    async def score(self, samples: Sequence[Sample], policy: ImagePolicy | None = None) -> list[PismRecord]:
+        """`score_samples` for one of several concurrent callers (asyncio tasks on one event loop):
+        each engine step is taken by whichever caller runs, then the others get their turn."""
+        import asyncio
+
+        records, active = self.prepare(samples, policy)
+        self.add(active)
+        while self.busy(active):
+            self.step()
+            await asyncio.sleep(0)
+        return self.finish(records, active)
+
+    def _send(self, item: _Item, i: int, k: int) -> bool:
+        try:
+            self.in_flight[self.backend.submit(draw_request(self.cfg, item[0], item[1], i, k, self.grid))] = (item, i, k)
         except Exception as exc:
             _engine_error(item[3], exc)
             return False
-        sent[id(item)].add((i, k))
+        self.sent[id(item)].add((i, k))
         return True
 
-    def advance(item: _Item) -> None:
+    def _advance(self, item: _Item) -> None:
         """Judge the sample's returned draws in schedule order, then send what it needs next."""
-        sched, rec, mine = item[2], item[3], ready[id(item)]
+        sched, rec, mine, sent, spec = item[2], item[3], self.ready[id(item)], self.sent[id(item)], self.cfg.speculate_after_misses
         while not rec.error and (nxt := sched.next_draw()) is not None:
             if nxt in mine:
                 gen = mine.pop(nxt)
-                _judge(cfg, item, *nxt, gen, judge([(item[0], gen.text)])[0])
+                _judge(self.cfg, item, *nxt, gen, judge([(item[0], gen.text)])[0])
                 continue
-            if nxt not in sent[id(item)] and not send(item, *nxt):
+            if nxt not in sent and not self._send(item, *nxt):
                 return
             i, k = nxt
             if spec and sched.runs[i] - sched.successes[i] >= spec:
-                for extra in range(k + 1, cfg.draws):
-                    if len(in_flight) >= limit:
+                for extra in range(k + 1, self.cfg.draws):
+                    if len(self.in_flight) >= self.limit:
                         break
-                    if (i, extra) not in sent[id(item)] and (i, extra) not in mine and not send(item, i, extra):
+                    if (i, extra) not in sent and (i, extra) not in mine and not self._send(item, i, extra):
                         return
             return
 
-    def fill() -> None:
-        while queue and len(in_flight) < limit:
-            advance(queue.popleft())
-
-    fill()
-    while in_flight:
-        try:
-            finished = backend.poll()
-        except Exception as exc:
-            for item, _, _ in in_flight.values():
-                _engine_error(item[3], exc)
-            in_flight.clear()
-            fill()
-            continue
-        for rid, gen in finished:
-            item, i, k = in_flight.pop(rid)
-            sent[id(item)].discard((i, k))
-            returned[id(item)] += 1
-            ready[id(item)][(i, k)] = gen
-            advance(item)
-        fill()
-    for item in active:
-        if not item[3].error:
-            item[3].speculative_generations = returned[id(item)] - item[2].generations
+    def _fill(self) -> None:
+        while self.queue and len(self.in_flight) < self.limit:
+            self._advance(self.queue.popleft())

@@ -63,6 +63,44 @@ def test_pism_streaming_equals_rounds(backend, warm_corpus, monkeypatch):
     assert all(r.error is None for r in streamed) and sum(r.generations for r in streamed) > len(samples)
 
 
+def test_concurrent_callers_share_one_stream(backend, warm_corpus):
+    """The PISM actor's concurrent batches feed one engine through one PismStream: each caller gets the
+    records score_samples gives its samples alone, whichever caller's engine steps judged them, and
+    the second caller's samples are in flight while the first's are (the point of sharing). With
+    speculation a caller also waits for its samples' draws run ahead (their count is in its records)."""
+    import asyncio
+
+    from engine.pism import PismStream
+
+    samples = [s for _, s in zip(range(8), iter_samples(warm_corpus / "test"))]
+    first, second = {s.id for s in samples[:5]}, {s.id for s in samples[5:]}
+    base = from_dict(PismConfig, {"ratios": [0.0, 0.5, 0.9], "draws": 3, "tau": 0.3, "schedule": "adaptive", "seed": 2})
+    keys = lambda recs: [(r.id, r.successes, r.runs, r.bucket, r.draws, r.clean_response, r.generations,  # noqa: E731
+                          r.speculative_generations) for r in recs]
+    for cfg in (base, dataclasses.replace(base, speculate_after_misses=1)):
+        alone = [score_samples(samples[:5], backend, cfg), score_samples(samples[5:], backend, cfg)]
+        stream = PismStream(backend, cfg)
+        overlapped = []
+        step = stream.step
+
+        def counting_step():  # were both callers' samples in flight at once?
+            ids = {item[0].id for item, _, _ in stream.in_flight.values()}
+            overlapped.append(bool(ids & first) and bool(ids & second))
+            step()
+
+        stream.step = counting_step
+
+        async def both():
+            return await asyncio.gather(stream.score(samples[:5]), stream.score(samples[5:]))
+
+        shared = asyncio.run(both())
+        assert [keys(r) for r in shared] == [keys(r) for r in alone]
+        assert all(r.error is None for recs in shared for r in recs)
+        assert any(overlapped)
+        assert not stream.in_flight and not stream.sent and not stream.ready  # nothing left behind for the next batch
+    assert sum(r.speculative_generations for recs in alone for r in recs) > 0  # the last config did run ahead
+
+
 def test_shared_masks_reuse_the_prefill(backend, warm_corpus):
     """pism.mask_draws: shared gives a (sample, ratio)'s K draws one masked image, so the engine serves
     every draw after the first from its prefix cache (vLLM's per-request num_cached_tokens); with

@@ -2,6 +2,7 @@
 an error record in every stage that judges answers, never a crash of the batch: the other rows of
 the same batch get their normal records. Real generation on the tiny random model (HF backend, no
 Ray): the scoring actors are called with a batch exactly as Ray Data hands it to them."""
+import asyncio
 import io
 
 import pandas as pd
@@ -68,7 +69,7 @@ def _assert_unknown(row):
 
 
 def test_pism_actor_batch_with_an_unknown_verifier(batch, generation):
-    rows = _by_id(PismActor(to_dict(PISM), to_dict(generation), {})(batch))
+    rows = _by_id(asyncio.run(PismActor(to_dict(PISM), to_dict(generation), {})(batch)))  # Ray Data awaits the actor's batches
     _assert_unknown(rows["b"])
     assert pd.isna(rows["b"]["generations"])  # nothing was generated for it
     for sid in ("a", "c"):
