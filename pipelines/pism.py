@@ -49,10 +49,9 @@ class PismJobConfig:
     limit: int = 0  # 0 = all rows; else the first `limit` ids in shard order
     wandb: WandbConfig = field(default_factory=WandbConfig)
     rows_per_block: int = 128  # unit of streaming writes and of resume: a kill loses at most the blocks in flight
-    # Streaming engines (vLLM): input blocks one actor scores at once, all on its one engine (the actor's
-    # Ray max_concurrency; a block's batches also run together). A block's last samples keep only a few
-    # draws in flight (each waits for its previous verdict): the next block's samples fill the engine meanwhile.
-    concurrent_blocks: int = 2
+    # A block's last samples keep only a few draws in flight (each waits for its previous verdict): the next
+    # block's samples fill the engine meanwhile.
+    concurrent_blocks: int = 2  # vLLM: input blocks one actor scores at once on its engine (Ray max_concurrency; a block's batches run together)
     model_id: str = ""  # the model's name in every output's provenance (default: the model path)
 
     def scores_key(self) -> dict:
