@@ -47,6 +47,8 @@ bench: env
 	$(PY) benchmarks/pism_throughput.py --parts ceiling --ceiling-per-family 1 10 40
 	$(PY) benchmarks/pism_throughput.py --parts speculate --p3-per-family 40 --speculate-after 3 --record-key speculate_at_240_samples
 	$(PY) benchmarks/pism_throughput.py --parts prefill --block-size 32
+	$(PY) benchmarks/pism_throughput.py --parts pipeline --pipeline-per-family 40
+	$(PY) benchmarks/pism_throughput.py --parts pipeline --pipeline-per-family 99 --record-key pipeline_at_594_samples
 	$(PY) benchmarks/cmab.py
 	$(PY) benchmarks/cmab_throughput.py
 	$(PY) benchmarks/mixture.py
