@@ -3,6 +3,7 @@ quarantined rows has all-null result columns, which pandas types as double or ob
 and quarantine.parquet come out byte for byte the same. Real PISM actor on the tiny random model
 (HF backend, no Ray): its frames go to ResumableOutput as they do in the pipeline, once as the actor
 returns them and once after an Arrow round trip (what Ray's block conversion does to them)."""
+import asyncio
 import io
 
 import pyarrow as pa
@@ -46,7 +47,8 @@ def frames(tiny_random_model, tmp_path_factory):
 
     gen = GenerationConfig(backend="hf", model_path=str(tiny_random_model), max_new_tokens=8, device="cpu")
     actor = PismActor(to_dict(PISM), to_dict(gen), {"model_id": "tiny", "config_hash": "h", "seed": 0, "gradus_version": "v"})
-    return actor(batch(good + bad, "all")), actor(batch(good, "good")), actor(batch(bad, "bad"))
+    run = lambda frame: asyncio.run(actor(frame))  # noqa: E731  (the actor's batches are coroutines Ray Data awaits)
+    return run(batch(good + bad, "all")), run(batch(good, "good")), run(batch(bad, "bad"))
 
 
 def _finish(out, parts) -> tuple[bytes, bytes]:
