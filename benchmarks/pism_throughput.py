@@ -375,20 +375,16 @@ def _pipeline_ceiling(samples, warm, job, gen, gen_dict, ws, repeats: int) -> di
     generations/s over generations/s of all its draws in one generate call. Arms per repeat, order reversed every
     other repeat: `pipeline` (batches of an actor run concurrently on its one engine), `pipeline_serial` (the actor
     as before: one batch at a time) and `ceiling` (a fresh engine warmed up on `warm`, the pipelines' draws)."""
-    from engine.data.images import ImagePolicy
     from engine.ray_session import init_ray
-    from engine.pism.scorer import draw_request
 
     init_ray()
-    by_id = {s.id: s for s in samples}
     state: dict = {"draws": None}
 
     def run_arm(arm: str, backend) -> dict:
         if arm == "ceiling":
             if state["draws"] is None:
                 raise RuntimeError("the first repeat must run a pipeline arm first: the ceiling replays its draws")
-            requests = [draw_request(job.pism, by_id[i], by_id[i].load_images(ImagePolicy()), ri, k)
-                        for i, ds in sorted(state["draws"].items()) for ri, k in ds]  # built before the clock starts
+            requests = _ceiling_requests(state["draws"], samples, job.pism)  # built before the clock starts
             t0 = time.time()
             res = {"generations": len(backend.generate(requests))}
             res["wall_s"] = time.time() - t0
@@ -479,25 +475,31 @@ def _ceiling_ratio(runs: list[dict], arm: str = "engine_path") -> dict:
     return _median_range([p[arm]["generations_per_s"] / p["ceiling"]["generations_per_s"] for p in runs])
 
 
-def _ceiling_requests(records, samples, cfg) -> list:
-    """Every draw the engine path made, as requests (masked images, prompts, seeds), sample by sample."""
+def _ceiling_requests(draws: dict, samples, cfg) -> list:
+    """Every draw a scoring run made ({sample id: [(ratio index, draw), ...]}), as requests (masked images, prompts,
+    seeds), sample by sample."""
     from engine.data.images import ImagePolicy
     from engine.pism.scorer import draw_request
 
     by_id = {s.id: s for s in samples}
     requests = []
-    for rec in records:
-        sample = by_id[rec.id]
+    for sid, pairs in draws.items():
+        sample = by_id[sid]
         images = sample.load_images(ImagePolicy())
-        requests += [draw_request(cfg, sample, images, d["ratio_index"], d["draw"]) for d in rec.draws]
+        requests += [draw_request(cfg, sample, images, i, k) for i, k in pairs]
     return requests
+
+
+def _record_draws(records) -> dict:
+    """{sample id: [(ratio index, draw), ...]} of PISM records, in their order."""
+    return {rec.id: [(d["ratio_index"], d["draw"]) for d in rec.draws] for rec in records}
 
 
 def _p3_arm(arm: str, backend, samples, cfg, reference, equal: int) -> dict:
     """One timed arm on `backend`; `reference`: the first engine-path records (outcomes and the ceiling's draws)."""
     from engine.pism import score_samples
 
-    requests = _ceiling_requests(reference, samples, cfg) if arm == "ceiling" else None  # built before the clock starts
+    requests = _ceiling_requests(_record_draws(reference), samples, cfg) if arm == "ceiling" else None  # built before the clock starts
     t0 = time.time()
     if arm == "engine_path":
         recs = score_samples(samples, backend, cfg)
