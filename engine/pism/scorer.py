@@ -63,15 +63,19 @@ def score_samples(
     """
     if backend.streaming:
         stream = PismStream(backend, cfg)
-        records, active = stream.prepare(samples, policy)
+        records, active = _prepare(samples, cfg, policy)
         stream.add(active)
         while stream.busy(active):
             stream.step()
         return stream.finish(records, active)
-    grid = backend.vision_grid() if cfg.mask_mode == "patch" else None
     records, active = _prepare(samples, cfg, policy)
-    _rounds(active, backend, cfg, grid)
+    _rounds(active, backend, cfg, _grid(backend, cfg))
     return _finish(records, active)
+
+
+def _grid(backend: GenerationBackend, cfg: PismConfig) -> VisionGrid | None:
+    """The engine's own resize grid, which `patch` masks follow (None for other mask modes)."""
+    return backend.vision_grid() if cfg.mask_mode == "patch" else None
 
 
 def _prepare(samples: Sequence[Sample], cfg: PismConfig, policy: ImagePolicy | None) -> tuple[list[PismRecord], list["_Item"]]:
@@ -175,16 +179,13 @@ class PismStream:
         if not backend.streaming:
             raise ValueError("PismStream needs a streaming backend (submit/poll); use score_samples for batched ones")
         self.backend, self.cfg = backend, cfg
-        self.grid = backend.vision_grid() if cfg.mask_mode == "patch" else None  # patch masks follow the engine's own resize
+        self.grid = _grid(backend, cfg)
         self.queue: deque[_Item] = deque()  # samples waiting for room under max_in_flight
         self.in_flight: dict[str, tuple[_Item, int, int]] = {}
         self.sent: dict[int, set[tuple[int, int]]] = {}  # draws in flight, per sample
         self.ready: dict[int, dict[tuple[int, int], Generation]] = {}  # back, not judged yet
         self.returned: dict[int, int] = {}
         self.limit = cfg.max_in_flight or float("inf")  # 0: one draw per unfinished sample (up to K with speculation)
-
-    def prepare(self, samples: Sequence[Sample], policy: ImagePolicy | None = None) -> tuple[list[PismRecord], list[_Item]]:
-        return _prepare(samples, self.cfg, policy)
 
     def add(self, active: list[_Item]) -> None:
         for item in active:
@@ -231,7 +232,7 @@ class PismStream:
         each engine step is taken by whichever caller runs, then the others get their turn."""
         import asyncio
 
-        records, active = self.prepare(samples, policy)
+        records, active = _prepare(samples, self.cfg, policy)
         self.add(active)
         while self.busy(active):
             self.step()
